@@ -1,0 +1,157 @@
+"""State, input and output schemas and the wave planner shared by the vote-family graphs."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, NotRequired, TypedDict
+
+from langgraph.graph import StateGraph
+from langgraph.types import Send
+
+from nodes.budget import Ledger, add_ledgers, ledger_totals
+from nodes.context import RunContext
+from nodes.endpoint import RETRY_POLICY
+from nodes.errors import ConfigError
+from nodes.propose import ProposeTask, propose, propose_failed, propose_prompt
+from nodes.types import Candidate, Failure, Verdict
+
+__all__ = [
+    "BudgetReport",
+    "Plan",
+    "QuestionInput",
+    "VoteOutput",
+    "VoteState",
+    "add_propose_node",
+    "check_k",
+    "guard_rounds",
+    "plan_proposals",
+    "route_plan",
+    "worst_case_tokens",
+]
+
+
+class QuestionInput(TypedDict):
+    """What a strategy graph takes: a question and, optionally, an id used in messages."""
+
+    question: str
+    question_id: NotRequired[str]
+
+
+class BudgetReport(TypedDict):
+    exhausted: bool  # a cap stopped the graph before it made every call it planned
+    note: str | None
+
+
+class VoteOutput(TypedDict):
+    """What the vote-family graphs return."""
+
+    question: str
+    answer: str | None
+    decision: dict[str, Any]
+    candidates: list[Candidate]
+    failures: list[Failure]
+    ledger: Ledger
+    budget: BudgetReport
+
+
+class Plan(TypedDict):
+    """Plain data (so it checkpoints): ``node`` to run next, with one ``Send`` per task."""
+
+    node: str
+    tasks: list[dict[str, Any]]
+
+
+class VoteState(TypedDict, total=False):
+    question: str
+    question_id: str
+    candidates: Annotated[list[Candidate], operator.add]
+    verdicts: Annotated[list[Verdict], operator.add]
+    failures: Annotated[list[Failure], operator.add]
+    ledger: Annotated[Ledger, add_ledgers]
+    rounds: Annotated[int, operator.add]  # tally runs: bounds the wave loop
+    plan: Plan  # what the tally decided: the next wave of calls, or the final node
+    budget: BudgetReport
+    answer: str | None
+    decision: dict[str, Any]
+
+
+def check_k(k: int, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {k!r}")
+    return k
+
+
+def label(state: VoteState) -> str:
+    qid = state.get("question_id")
+    return f"question {qid!r}" if qid else "the question"
+
+
+def check_question(state: VoteState) -> str:
+    question = state.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise ConfigError(f"{label(state)} is empty: give a question to answer")
+    return question
+
+
+def worst_case_tokens(ledger: Ledger | None, kind: str, prompt: str, completion_limit: int) -> int:
+    """An estimate of one more call's tokens: the largest per-request prompt seen so far for
+    this node kind (or the prompt's length in characters, an overestimate, before any call)
+    plus the completion limit."""
+    usage = (ledger or {}).get(kind)
+    if usage and usage["requests"]:
+        prompt_tokens = -(-usage["prompt_tokens"] // usage["requests"])
+    else:
+        prompt_tokens = len(prompt)
+    return prompt_tokens + completion_limit
+
+
+def plan_proposals(state: VoteState, ctx: RunContext, k: int) -> tuple[list[ProposeTask], BudgetReport | None]:
+    """The next wave of propose requests toward ``k`` samples, trimmed to the budget.
+
+    Returns the tasks (empty when done) and a budget report when a cap stopped the proposals.
+    """
+    question = check_question(state)
+    issued = len(state.get("candidates") or []) + sum(
+        len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose"
+    )
+    want = k - issued
+    if want <= 0:
+        return [], None
+    per_call = worst_case_tokens(
+        state.get("ledger"), "propose", propose_prompt(question, ctx.answer_format), ctx.max_tokens
+    )
+    allowed = ctx.budget.allowance(state.get("ledger"), want=want, tokens_per_call=per_call)
+    if allowed <= 0:
+        spent = ledger_totals(state.get("ledger"))
+        note = (
+            f"budget ({ctx.budget.describe()}) reached after {issued} of {k} proposals "
+            f"({spent['calls']} calls, {spent['prompt_tokens'] + spent['completion_tokens']} tokens)"
+        )
+        return [], {"exhausted": True, "note": note}
+    tasks: list[ProposeTask] = []
+    first = issued
+    while first < issued + allowed:
+        n = min(ctx.llm.endpoint.max_n, issued + allowed - first)
+        tasks.append({"question": question, "first_index": first, "n": n})
+        first += n
+    return tasks, None
+
+
+def add_propose_node(builder: StateGraph[Any, Any, Any, Any]) -> None:
+    builder.add_node(
+        "propose", propose, input_schema=ProposeTask, retry_policy=RETRY_POLICY, error_handler=propose_failed
+    )
+
+
+def route_plan(state: VoteState) -> list[Send] | str:
+    """The conditional edge after ``tally``: carry out its plan."""
+    plan = state["plan"]
+    if not plan["tasks"]:
+        return plan["node"]
+    return [Send(plan["node"], task) for task in plan["tasks"]]
+
+
+def guard_rounds(state: VoteState, limit: int) -> None:
+    if (state.get("rounds") or 0) >= limit:
+        raise RuntimeError(f"tally: {label(state)} made no progress after {limit} rounds")
+

@@ -1,0 +1,222 @@
+"""The ``ttc`` command: ``ttc run`` answers a question with a strategy graph; ``ttc serve``
+runs the embedded vLLM server in the foreground.
+
+With no endpoint configured (``--base-url`` or ``TTC_BASE_URL``), ``ttc run`` starts the
+embedded server for the run and stops it afterwards. User mistakes and endpoint failures end
+with one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+from graphs import STRATEGIES
+from nodes.answers import AnswerFormat
+from nodes.budget import Budget, ledger_totals
+from nodes.context import RunContext
+from nodes.endpoint import LLM, Endpoint
+from nodes.errors import ConfigError, TTCError
+from nodes.server import DEFAULT_MODEL, PACKAGED_MODELS, EmbeddedServer
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: the usage is one `ttc run -h` away.
+        self.exit(2, f"ttc: error: {message} (see `{self.prog} -h`)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"expected a temperature between 0 and 2, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ttc", description="Test-time-compute strategies as LangGraph graphs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="answer a question with a strategy")
+    run.add_argument("question", help="the question to answer")
+    run.add_argument("--strategy", "-s", choices=sorted(STRATEGIES), default="filter-vote")
+    run.add_argument("-k", type=_positive, default=8, help="number of proposals (default 8)")
+    run.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"], default="auto",
+                     help="how the final answer is asked for and read (default auto)")  # fmt: skip
+    run.add_argument("--temperature", type=_unit_float, default=0.7)
+    run.add_argument("--judge-temperature", type=_unit_float, default=0.1)
+    run.add_argument("--max-tokens", type=_positive, default=384, help="completion limit per proposal")
+    run.add_argument("--judge-max-tokens", type=_positive, default=384, help="completion limit per judge call")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--max-calls", type=_positive, help="budget cap: most LLM calls")
+    run.add_argument("--max-total-tokens", type=_positive, help="budget cap: most prompt+completion tokens")
+    _endpoint_args(run)
+    run.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+
+    serve = sub.add_parser("serve", help="run the embedded vLLM server until Ctrl-C")
+    serve.add_argument("--model", choices=sorted(PACKAGED_MODELS), default=DEFAULT_MODEL)
+    serve.add_argument("--port", type=_positive, default=8000)
+    return parser
+
+
+def _endpoint_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("endpoint (default: the embedded vLLM server)")
+    g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://gpu:8000/v1 (or TTC_BASE_URL)")
+    g.add_argument("--model", help="model name at that endpoint (or TTC_MODEL); API key from TTC_API_KEY")
+    g.add_argument("--server-model", choices=sorted(PACKAGED_MODELS), default=DEFAULT_MODEL,
+                   help=f"packaged model of the embedded server (default {DEFAULT_MODEL})")  # fmt: skip
+    g.add_argument("--max-concurrency", type=_positive, default=16, help="requests in flight at once")
+    g.add_argument("--max-n", type=_positive, default=64, help="most samples per request (1: server lacks n)")
+    g.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+
+
+@contextlib.contextmanager
+def _endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
+    limits = {"max_concurrency": args.max_concurrency, "max_n": args.max_n, "request_timeout": args.timeout}
+    endpoint = Endpoint.from_env(base_url=args.base_url, model=args.model, **limits)
+    if endpoint is not None:
+        yield endpoint
+        return
+    if args.model:
+        raise ConfigError("--model names a model at --base-url; for the embedded server use --server-model")
+    with EmbeddedServer(args.server_model, log=None if args.quiet else sys.stderr) as server:
+        yield server.endpoint(**limits)
+
+
+def _context(args: argparse.Namespace, llm: LLM) -> RunContext:
+    fmt: AnswerFormat = args.answer_format
+    return RunContext(
+        llm=llm,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        judge_temperature=args.judge_temperature,
+        judge_max_tokens=args.judge_max_tokens,
+        answer_format=fmt,
+        budget=Budget(max_calls=args.max_calls, max_tokens=args.max_total_tokens),
+    )
+
+
+def _progress(event: dict[str, Any]) -> str | None:
+    if event.get("event") == "proposed":
+        answers = ", ".join("—" if a is None else str(a) for a in event["answers"])
+        return f"ttc: proposed samples {event['indices'][0]}..{event['indices'][-1]}: {answers}"
+    if event.get("event") == "verified":
+        return f"ttc: judged sample {event['index']}: {event['verdict']}"
+    return None
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    with _endpoint(args) as endpoint:
+        llm = LLM(endpoint)
+        await llm.check()
+        graph = STRATEGIES[args.strategy](args.k).compile(name=args.strategy)
+        context = _context(args, llm)
+        result: dict[str, Any] = {}
+        async for mode, chunk in graph.astream(
+            {"question": args.question}, context=context, stream_mode=["custom", "values"]
+        ):
+            if mode == "values":
+                result = chunk
+            elif not args.quiet and (line := _progress(chunk)):
+                print(line, file=sys.stderr, flush=True)
+        result["strategy"] = args.strategy
+        result["k"] = args.k
+        result["endpoint"] = {"base_url": endpoint.base_url, "model": endpoint.model}
+        result["tokens"] = ledger_totals(result.get("ledger"))
+        return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The human-readable report of ``ttc run``."""
+    decision = result.get("decision") or {}
+    lines = [f"answer: {result.get('answer') if result.get('answer') is not None else '(none: no sample stated an answer)'}"]
+    votes = decision.get("votes") or {}
+    no_answer = sum(1 for c in result.get("candidates") or [] if c["answer"] is None)
+    shown = [f"{a} ×{v:g}" for a, v in sorted(votes.items(), key=lambda kv: -kv[1])]
+    if no_answer:
+        shown.append(f"(no answer) ×{no_answer}")
+    lines.append("votes: " + (", ".join(shown) or "none") + (" (tie broken by first seen)" if decision.get("tie") else ""))
+    if "verdicts" in result:
+        counts: dict[str, int] = {}
+        for v in result["verdicts"]:
+            counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
+        lines.append("verdicts: " + (", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"))
+        kept = decision.get("kept") or []
+        lines.append(
+            "filter: no candidate kept, voted among all" if decision.get("fallback") else f"filter: kept samples {kept}"
+        )
+    t = result["tokens"]
+    lines.append(
+        f"tokens: {t['prompt_tokens']} prompt + {t['completion_tokens']} completion = "
+        f"{t['prompt_tokens'] + t['completion_tokens']} in {t['calls']} calls ({t['requests']} requests)"
+    )
+    for f in result.get("failures") or []:
+        lines.append(f"failed: samples {f['indices']}: {f['error']}")
+    budget = result.get("budget") or {}
+    if budget.get("exhausted"):
+        lines.append(f"budget: {budget['note']}")
+    return "\n".join(lines)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    with EmbeddedServer(args.model, port=args.port, log=sys.stderr) as server:
+        print(f"serving {server.model.served_name} at {server.base_url}", flush=True)
+        print(f"use it with: TTC_BASE_URL={server.base_url} TTC_MODEL={server.model.served_name} ttc run ...", flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        print("ttc: stopping the server", file=sys.stderr, flush=True)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the embedded server is stopped on the way out.
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        if args.command == "serve":
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            _serve(args)
+            return 0
+        if not args.question.strip():
+            raise ConfigError("the question is empty")
+        result = asyncio.run(_run(args))
+    except TTCError as exc:
+        print(f"ttc: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        print("ttc: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(format_result(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

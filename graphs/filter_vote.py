@@ -1,0 +1,124 @@
+"""Filter-Vote (Chen et al.): ``k`` proposals, ``k`` parallel judge calls, a vote among the kept.
+
+Topology::
+
+    START → tally ─Send→ propose → tally ─Send×k→ verify → tally → vote → END
+
+Every candidate is judged once with the paper's filter prompt; the vote counts the candidates
+judged ``[[correct]]`` and falls back to all candidates when none is kept. Unparseable verdicts,
+failed judge calls and candidates left unjudged by a budget cap are not kept. The run makes
+``2k`` LLM calls: ``k`` generations and ``k`` judge calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from graphs._common import (
+    QuestionInput,
+    VoteOutput,
+    VoteState,
+    add_propose_node,
+    check_k,
+    guard_rounds,
+    plan_proposals,
+    route_plan,
+    worst_case_tokens,
+)
+from nodes.budget import ledger_totals
+from nodes.context import RunContext, context_of
+from nodes.endpoint import RETRY_POLICY
+from nodes.types import Verdict
+from nodes.verify import VerifyTask, filter_prompt, verify, verify_failed
+from nodes.vote import filter_then_vote
+
+__all__ = ["FilterVoteOutput", "build_filter_vote_graph", "filter_vote_graph"]
+
+
+class FilterVoteOutput(VoteOutput):
+    verdicts: list[Verdict]
+
+
+def build_filter_vote_graph(k: int = 8) -> StateGraph[VoteState, RunContext, QuestionInput, FilterVoteOutput]:
+    """Build the Filter-Vote strategy.
+
+    Args:
+        k: number of proposals; each is judged once, so the run makes ``2k`` LLM calls.
+
+    Returns:
+        An uncompiled ``StateGraph``.
+
+    Example:
+        >>> import asyncio
+        >>> from nodes import LLM, Endpoint, RunContext
+        >>> graph = build_filter_vote_graph(k=4).compile()
+        >>> ctx = RunContext(llm=LLM(Endpoint(base_url="http://127.0.0.1:8000/v1", model="m")))
+        >>> out = asyncio.run(graph.ainvoke({"question": "What is 6 x 7?"}, context=ctx))  # doctest: +SKIP
+        >>> out["answer"], [v["verdict"] for v in out["verdicts"]]  # doctest: +SKIP
+        ('42', ['correct', 'correct', 'wrong', 'correct'])
+    """
+    check_k(k)
+
+    async def tally(state: VoteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        guard_rounds(state, limit=2 * k + 3)
+        ctx = context_of(runtime)
+        update: dict[str, Any] = {"rounds": 1}
+        proposals, report = plan_proposals(state, ctx, k)
+        if proposals:
+            update["plan"] = {"node": "propose", "tasks": proposals}
+            return update
+        judged = {v["index"] for v in state.get("verdicts") or []}
+        pending = sorted((c for c in state.get("candidates") or [] if c["index"] not in judged), key=lambda c: c["index"])
+        tasks: list[VerifyTask] = []
+        if pending and report is None:
+            question = state["question"]
+            longest = max(pending, key=lambda c: len(c["text"]))
+            per_call = worst_case_tokens(
+                state.get("ledger"), "verify", filter_prompt(question, longest["text"]), ctx.judge_max_tokens
+            )
+            allowed = ctx.budget.allowance(state.get("ledger"), want=len(pending), tokens_per_call=per_call)
+            tasks = [{"question": question, "candidate": c} for c in pending[:allowed]]
+            if allowed < len(pending):
+                spent = ledger_totals(state.get("ledger"))
+                report = {
+                    "exhausted": True,
+                    "note": f"budget ({ctx.budget.describe()}) reached with {len(pending) - allowed} of "
+                    f"{len(state.get('candidates') or [])} candidates unjudged ({spent['calls']} calls)",
+                }
+        if report:
+            update["budget"] = report
+        update["plan"] = {"node": "verify" if tasks else "vote", "tasks": tasks}
+        return update
+
+    async def vote(state: VoteState) -> dict[str, Any]:
+        result = filter_then_vote(state.get("candidates") or [], state.get("verdicts") or [])
+        return {
+            "answer": result["answer"],
+            "decision": result,
+            "budget": state.get("budget") or {"exhausted": False, "note": None},
+        }
+
+    builder = StateGraph(
+        VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=FilterVoteOutput
+    )
+    builder.add_node("tally", tally)
+    add_propose_node(builder)
+    builder.add_node(
+        "verify", verify, input_schema=VerifyTask, retry_policy=RETRY_POLICY, error_handler=verify_failed
+    )
+    builder.add_node("vote", vote)
+    builder.add_edge(START, "tally")
+    builder.add_conditional_edges("tally", route_plan, ["propose", "verify", "vote"])
+    builder.add_edge("propose", "tally")
+    builder.add_edge("verify", "tally")
+    builder.add_edge("vote", END)
+    return builder
+
+
+def filter_vote_graph(k: int = 8) -> CompiledStateGraph[VoteState, RunContext, QuestionInput, FilterVoteOutput]:
+    """``build_filter_vote_graph(k)`` compiled without a checkpointer."""
+    return build_filter_vote_graph(k).compile(name=f"filter-vote-k{k}")

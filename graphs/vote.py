@@ -1,0 +1,86 @@
+"""Vote (self-consistency): ``k`` parallel proposals, then a plurality vote.
+
+Topology::
+
+    START → tally ─Send×⌈k/max_n⌉→ propose → tally → … → vote → END
+
+``tally`` is where the graph decides: it plans the next wave of proposals (all ``k`` at once
+unless a budget cap makes it go wave by wave) and, when no more can or need be made, hands
+over to ``vote``. A propose request that fails for good becomes a recorded failure and the vote
+goes on with the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from graphs._common import (
+    QuestionInput,
+    VoteOutput,
+    VoteState,
+    add_propose_node,
+    check_k,
+    guard_rounds,
+    plan_proposals,
+    route_plan,
+)
+from nodes.context import RunContext, context_of
+from nodes.vote import plurality_vote
+
+__all__ = ["build_vote_graph", "vote_graph"]
+
+
+def build_vote_graph(k: int = 8) -> StateGraph[VoteState, RunContext, QuestionInput, VoteOutput]:
+    """Build the Vote strategy: ``k`` samples, the most common answer wins.
+
+    Args:
+        k: number of proposals (LLM calls).
+
+    Returns:
+        An uncompiled ``StateGraph``; compile it with your own checkpointer or name.
+
+    Example:
+        >>> import asyncio
+        >>> from nodes import LLM, Endpoint, RunContext
+        >>> graph = build_vote_graph(k=8).compile()
+        >>> ctx = RunContext(llm=LLM(Endpoint(base_url="http://127.0.0.1:8000/v1", model="m")))
+        >>> asyncio.run(graph.ainvoke({"question": "What is 6 x 7?"}, context=ctx))  # doctest: +SKIP
+        {'answer': '42', 'decision': {'votes': {'42': 7.0, '48': 1.0}, ...}, ...}
+    """
+    check_k(k)
+
+    async def tally(state: VoteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        guard_rounds(state, limit=k + 2)
+        ctx = context_of(runtime)
+        tasks, report = plan_proposals(state, ctx, k)
+        update: dict[str, Any] = {"rounds": 1, "plan": {"node": "propose" if tasks else "vote", "tasks": tasks}}
+        if report:
+            update["budget"] = report
+        return update
+
+    async def vote(state: VoteState) -> dict[str, Any]:
+        result = plurality_vote(state.get("candidates") or [])
+        return {
+            "answer": result["answer"],
+            "decision": result,
+            "budget": state.get("budget") or {"exhausted": False, "note": None},
+        }
+
+    builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=VoteOutput)
+    builder.add_node("tally", tally)
+    add_propose_node(builder)
+    builder.add_node("vote", vote)
+    builder.add_edge(START, "tally")
+    builder.add_conditional_edges("tally", route_plan, ["propose", "vote"])
+    builder.add_edge("propose", "tally")
+    builder.add_edge("vote", END)
+    return builder
+
+
+def vote_graph(k: int = 8) -> CompiledStateGraph[VoteState, RunContext, QuestionInput, VoteOutput]:
+    """``build_vote_graph(k)`` compiled without a checkpointer."""
+    return build_vote_graph(k).compile(name=f"vote-k{k}")

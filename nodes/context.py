@@ -1,0 +1,60 @@
+"""Per-run settings every node reads through ``runtime.context``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nodes.answers import AnswerFormat
+from nodes.budget import Budget
+from nodes.endpoint import LLM
+from nodes.errors import ConfigError
+
+__all__ = ["RunContext"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run needs besides the graph's structure: the endpoint and sampling settings.
+
+    Pass it as ``graph.ainvoke(inputs, context=RunContext(llm=...))``. An app that embeds a
+    strategy can use a subclass of it as its own ``context_schema``.
+
+    Attributes:
+        llm: the endpoint's client.
+        temperature: sampling temperature of proposals and revisions.
+        max_tokens: completion limit of proposals, critiques and revisions.
+        seed: base seed; sample ``i`` is requested with seed ``seed + i`` (a request for ``n``
+            samples uses its first sample's seed), so a run is reproducible.
+        judge_temperature: temperature of verify calls (0.1 as in Chen et al.).
+        judge_max_tokens: completion limit of verify calls.
+        answer_format: how final answers are read (see :func:`nodes.answers.extract_answer`).
+        budget: optional caps on calls and tokens.
+    """
+
+    llm: LLM
+    temperature: float = 0.7
+    max_tokens: int = 512
+    seed: int = 0
+    judge_temperature: float = 0.1
+    judge_max_tokens: int = 512
+    answer_format: AnswerFormat = "auto"
+    budget: Budget = field(default_factory=Budget)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.temperature <= 2.0 or not 0.0 <= self.judge_temperature <= 2.0:
+            raise ConfigError("temperatures must be between 0 and 2")
+        if self.max_tokens < 1 or self.judge_max_tokens < 1:
+            raise ConfigError("max_tokens must be at least 1")
+        if self.answer_format not in ("auto", "number", "math", "choice"):
+            raise ConfigError(f"unknown answer format {self.answer_format!r} (auto, number, math, choice)")
+
+
+def context_of(runtime: object) -> RunContext:
+    """The run's :class:`RunContext`, or a clear error naming what is missing."""
+    ctx = getattr(runtime, "context", None)
+    if not isinstance(ctx, RunContext):
+        raise ConfigError(
+            "ttc-graphs nodes need context=RunContext(llm=...) when the graph is invoked "
+            f"(got {type(ctx).__name__})"
+        )
+    return ctx

@@ -1,0 +1,41 @@
+"""critique: written feedback on one candidate, for a later revise step (Self-Refine's FEEDBACK)."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from langchain_core.messages import HumanMessage
+from langgraph.runtime import Runtime
+
+from nodes._calls import usage_of
+from nodes.context import RunContext, context_of
+from nodes.types import Candidate, Critique
+
+__all__ = ["CRITIQUE_PROMPT", "CritiqueTask", "critique"]
+
+CRITIQUE_PROMPT = (
+    "[User Question]:{question}\n"
+    "[Answer]:{answer}\n"
+    "Instruction: Check the answer above step by step. List each mistake you find and say how to fix it. "
+    "Do not write a new solution. If there is no mistake, say so."
+)
+
+
+class CritiqueTask(TypedDict):
+    question: str
+    candidate: Candidate
+
+
+async def critique(task: CritiqueTask, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Ask for feedback on ``task["candidate"]``; returns ``{"critiques": [...], "ledger": ...}``."""
+    ctx = context_of(runtime)
+    candidate = task["candidate"]
+    completion = await ctx.llm.chat(
+        [HumanMessage(CRITIQUE_PROMPT.format(question=task["question"], answer=candidate["text"]))],
+        n=1,
+        seed=ctx.seed + candidate["index"],
+        temperature=ctx.judge_temperature,
+        max_tokens=ctx.max_tokens,
+    )
+    result: Critique = {"index": candidate["index"], "text": completion.texts[0]}
+    return {"critiques": [result], "ledger": usage_of("critique", completion)}

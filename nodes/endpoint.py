@@ -1,0 +1,256 @@
+"""The OpenAI-compatible endpoint: configuration, the one client per endpoint, error classes.
+
+:class:`Endpoint` is plain configuration (read once at the edge, from flags or the
+environment). :class:`LLM` owns the single ``ChatOpenAI`` client of an endpoint and the
+concurrency limit shared by every node of a run, and turns the SDK's exceptions into
+:mod:`nodes.errors` classes. Retrying is not done here: graphs attach
+``RetryPolicy(retry_on=is_transient)`` to their LLM nodes (see :data:`RETRY_POLICY`), so the
+SDK's own retries are switched off (``max_retries=0``) and retries never multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import openai
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from langchain_openai import ChatOpenAI
+from langgraph.errors import NodeTimeoutError
+from langgraph.types import RetryPolicy
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from nodes.errors import BadModelOutput, ConfigError, PermanentEndpointError, TransientEndpointError
+
+__all__ = ["LLM", "RETRY_POLICY", "Completion", "Endpoint", "is_transient"]
+
+ENV_BASE_URL = "TTC_BASE_URL"
+ENV_MODEL = "TTC_MODEL"
+ENV_API_KEY = "TTC_API_KEY"
+
+
+class Endpoint(BaseModel):
+    """Where and how to reach an OpenAI-compatible server.
+
+    Attributes:
+        base_url: e.g. ``http://127.0.0.1:8000/v1``.
+        model: the served model name.
+        api_key: sent as a bearer token; never printed (``SecretStr``).
+        request_timeout: seconds for one HTTP request.
+        max_concurrency: requests in flight at once, shared by the whole run.
+        max_n: most samples per request (``n``); 1 for servers that ignore ``n``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str
+    model: str
+    api_key: SecretStr = Field(default=SecretStr("EMPTY"), repr=False)
+    request_timeout: float = Field(default=600.0, gt=0)
+    max_concurrency: int = Field(default=16, ge=1)
+    max_n: int = Field(default=64, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base URL must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @classmethod
+    def from_env(cls, *, base_url: str | None = None, model: str | None = None, **kwargs: Any) -> Endpoint | None:
+        """The endpoint named by arguments or ``TTC_BASE_URL``/``TTC_MODEL``/``TTC_API_KEY``.
+
+        Returns None when no base URL is configured (the caller then uses the embedded server).
+        ``OPENAI_API_KEY`` is used when ``TTC_API_KEY`` is not set.
+        """
+        url = base_url or os.environ.get(ENV_BASE_URL)
+        if not url:
+            return None
+        name = model or os.environ.get(ENV_MODEL)
+        if not name:
+            raise ConfigError(f"an endpoint at {url} needs a model name: pass --model or set {ENV_MODEL}")
+        key = os.environ.get(ENV_API_KEY) or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        try:
+            return cls(base_url=url, model=name, api_key=SecretStr(key), **kwargs)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise ConfigError(_first_error(exc)) from None
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    return str(exc)
+
+
+@dataclass
+class Completion:
+    """The choices of one chat request and the usage the server reported for it."""
+
+    texts: list[str]
+    finish_reasons: list[str | None]
+    prompt_tokens: int
+    completion_tokens: int
+    logprobs: list[Any] = field(default_factory=list)
+
+
+class _ChatOpenAI(ChatOpenAI):
+    """``ChatOpenAI`` with per-choice generation info.
+
+    langchain-openai 1.7 builds one ``generation_info`` dict and shares it between all choices
+    of an ``n > 1`` response, so every choice reports the *last* choice's finish reason and
+    logprobs. Samples are only useful with their own, so this rebuilds them per choice.
+    """
+
+    def _create_chat_result(self, response: Any, generation_info: dict[str, Any] | None = None) -> ChatResult:
+        result = super()._create_chat_result(response, generation_info)
+        raw = response if isinstance(response, dict) else response.model_dump()
+        for gen, choice in zip(result.generations, raw.get("choices") or [], strict=False):
+            gen.generation_info = {
+                **(generation_info or {}),
+                "finish_reason": choice.get("finish_reason"),
+                "logprobs": choice.get("logprobs"),
+            }
+        return result
+
+
+class LLM:
+    """The client of one endpoint: one ``ChatOpenAI``, one concurrency limit.
+
+    Args:
+        endpoint: where to send requests.
+        http_async_client: an ``httpx.AsyncClient`` to use (tests pass one with a
+            ``MockTransport``); by default the SDK makes its own.
+
+    Example:
+        >>> llm = LLM(Endpoint(base_url="http://127.0.0.1:8000/v1", model="m"))
+        >>> llm.chat_model.max_retries
+        0
+    """
+
+    def __init__(self, endpoint: Endpoint, *, http_async_client: httpx.AsyncClient | None = None) -> None:
+        self.endpoint = endpoint
+        self.chat_model = _ChatOpenAI(
+            model=endpoint.model,
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
+            timeout=endpoint.request_timeout,
+            max_retries=0,  # graphs retry with RetryPolicy; SDK retries would multiply them
+            http_async_client=http_async_client,
+        )
+        # One semaphore per event loop: asyncio primitives cannot cross loops, and a notebook
+        # or a test suite may run several loops over one LLM.
+        self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"LLM(base_url={self.endpoint.base_url!r}, model={self.endpoint.model!r})"
+
+    def _limit(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._limits.get(loop)
+        if sem is None:
+            sem = self._limits[loop] = asyncio.Semaphore(self.endpoint.max_concurrency)
+        return sem
+
+    async def chat(
+        self,
+        messages: list[BaseMessage],
+        *,
+        n: int = 1,
+        seed: int | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 512,
+        stop: list[str] | None = None,
+        **extra: Any,
+    ) -> Completion:
+        """One chat-completions request; raises :mod:`nodes.errors` classes on failure."""
+        params: dict[str, Any] = {"n": n, "temperature": temperature, "max_tokens": max_tokens, **extra}
+        if seed is not None:
+            params["seed"] = seed
+        async with self._limit():
+            try:
+                result = await self.chat_model.agenerate([messages], stop=stop, **params)
+            except openai.APIStatusError as exc:
+                raise self._status_error(exc) from exc
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                kind = "timed out" if isinstance(exc, openai.APITimeoutError) else "could not be reached"
+                raise TransientEndpointError(
+                    f"endpoint {self.endpoint.base_url} {kind}", base_url=self.endpoint.base_url
+                ) from exc
+        generations = result.generations[0]
+        if not generations:
+            raise BadModelOutput(f"endpoint {self.endpoint.base_url} returned no choices")
+        usage = (result.llm_output or {}).get("token_usage") or {}
+        return Completion(
+            texts=[g.text for g in generations],
+            finish_reasons=[(g.generation_info or {}).get("finish_reason") for g in generations],
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            logprobs=[(g.generation_info or {}).get("logprobs") for g in generations],
+        )
+
+    def _status_error(self, exc: openai.APIStatusError) -> Exception:
+        status = exc.status_code
+        detail = _one_line(_error_message(exc))
+        message = f"endpoint {self.endpoint.base_url} answered HTTP {status}: {detail}"
+        if status in (408, 409, 425, 429) or status >= 500:
+            return TransientEndpointError(message, base_url=self.endpoint.base_url, status=status)
+        return PermanentEndpointError(message, base_url=self.endpoint.base_url, status=status)
+
+    async def check(self) -> None:
+        """Fail fast with one clear line if the endpoint is unreachable or lacks the model."""
+        client = self.chat_model.root_async_client
+        assert client is not None
+        url = self.endpoint.base_url
+        try:
+            models = [m.id async for m in client.models.list()]
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from None
+        except (openai.APITimeoutError, openai.APIConnectionError):
+            raise TransientEndpointError(f"endpoint {url} could not be reached", base_url=url) from None
+        if models and self.endpoint.model not in models:
+            raise PermanentEndpointError(
+                f"endpoint {url} does not serve model {self.endpoint.model!r} (it serves: {', '.join(models)})",
+                base_url=url,
+                status=404,
+            )
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if body.get("message"):
+            return str(body["message"])
+    return exc.message
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The retry predicate of every LLM node: only failures that may go away on retry."""
+    if isinstance(exc, TransientEndpointError | NodeTimeoutError):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 425, 429) or exc.status_code >= 500
+    return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | httpx.TransportError)
+
+
+RETRY_POLICY = RetryPolicy(
+    initial_interval=1.0, backoff_factor=2.0, max_interval=30.0, max_attempts=4, jitter=True, retry_on=is_transient
+)
+"""The retry policy graphs attach to LLM nodes: 4 attempts, exponential backoff with jitter."""

@@ -1,0 +1,47 @@
+"""The records nodes write into graph state (plain ``TypedDict`` so they checkpoint and print as JSON)."""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+__all__ = ["Candidate", "Critique", "Failure", "Verdict", "VerdictLabel"]
+
+
+class Candidate(TypedDict):
+    """One sampled solution.
+
+    ``index`` numbers the samples of a run from 0; it is the order a vote uses to break ties
+    (first seen wins), so the outcome does not depend on which parallel branch finished first.
+    """
+
+    index: int
+    text: str
+    answer: str | None  # the stated answer, None when the reply states none
+    finish_reason: str | None  # "stop", or "length" when cut off at max_tokens
+    seed: int | None  # the request's seed (samples of one n-request share it)
+    parent: int | None  # for revisions: the candidate this one revises
+
+
+VerdictLabel = Literal["correct", "wrong", "unparseable", "error"]
+
+
+class Verdict(TypedDict):
+    """A judge's verdict on candidate ``index``: ``unparseable`` when the reply says neither
+    ``[[correct]]`` nor ``[[wrong]]``, ``error`` when the judge call failed."""
+
+    index: int
+    verdict: VerdictLabel
+    text: str
+
+
+class Critique(TypedDict):
+    index: int
+    text: str
+
+
+class Failure(TypedDict):
+    """A call that failed for good (after retries); ``indices`` are the samples it would have made."""
+
+    node: str
+    indices: list[int]
+    error: str

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Annotated, Any, NotRequired, TypedDict
 
 from langgraph.graph import StateGraph
-from langgraph.types import Send
+from langgraph.errors import NodeError
+from langgraph.types import Command, RetryPolicy, Send
 
 from nodes.budget import Ledger, add_ledgers, ledger_totals
 from nodes.context import RunContext
-from nodes.endpoint import RETRY_POLICY
 from nodes.errors import ConfigError
 from nodes.propose import ProposeTask, propose, propose_failed, propose_prompt
 from nodes.types import Candidate, Failure, Verdict
@@ -25,6 +26,7 @@ __all__ = [
     "check_k",
     "guard_rounds",
     "plan_proposals",
+    "recover_to",
     "route_plan",
     "worst_case_tokens",
 ]
@@ -137,9 +139,26 @@ def plan_proposals(state: VoteState, ctx: RunContext, k: int) -> tuple[list[Prop
     return tasks, None
 
 
-def add_propose_node(builder: StateGraph[Any, Any, Any, Any]) -> None:
+def recover_to(handler: Callable[[Any, NodeError], dict[str, Any]], node: str) -> Callable[..., Command[str]]:
+    """Wrap a node kind's error handler so the graph goes on to ``node`` after a failure.
+
+    A handler that returns a plain update ends the run when every task of its superstep failed
+    (nothing triggers the failed node's outgoing edge), so it must say where to go next.
+    """
+
+    def on_error(task: dict[str, Any], error: NodeError) -> Command[str]:
+        return Command(update=handler(task, error), goto=node)
+
+    return on_error
+
+
+def add_propose_node(builder: StateGraph[Any, Any, Any, Any], retry: RetryPolicy) -> None:
     builder.add_node(
-        "propose", propose, input_schema=ProposeTask, retry_policy=RETRY_POLICY, error_handler=propose_failed
+        "propose",
+        propose,
+        input_schema=ProposeTask,
+        retry_policy=retry,
+        error_handler=recover_to(propose_failed, "tally"),  # type: ignore[arg-type]
     )
 
 
@@ -154,4 +173,3 @@ def route_plan(state: VoteState) -> list[Send] | str:
 def guard_rounds(state: VoteState, limit: int) -> None:
     if (state.get("rounds") or 0) >= limit:
         raise RuntimeError(f"tally: {label(state)} made no progress after {limit} rounds")
-

@@ -130,18 +130,17 @@ def _progress(event: dict[str, Any]) -> str | None:
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     with _endpoint(args) as endpoint:
-        llm = LLM(endpoint)
-        await llm.check()
         graph = STRATEGIES[args.strategy](args.k).compile(name=args.strategy)
-        context = _context(args, llm)
         result: dict[str, Any] = {}
-        async for mode, chunk in graph.astream(
-            {"question": args.question}, context=context, stream_mode=["custom", "values"]
-        ):
-            if mode == "values":
-                result = chunk
-            elif not args.quiet and (line := _progress(chunk)):
-                print(line, file=sys.stderr, flush=True)
+        async with LLM(endpoint) as llm:
+            await llm.check()
+            async for mode, chunk in graph.astream(
+                {"question": args.question}, context=_context(args, llm), stream_mode=["custom", "values"]
+            ):
+                if mode == "values":
+                    result = chunk
+                elif not args.quiet and (line := _progress(chunk)):
+                    print(line, file=sys.stderr, flush=True)
         result["strategy"] = args.strategy
         result["k"] = args.k
         result["endpoint"] = {"base_url": endpoint.base_url, "model": endpoint.model}
@@ -152,13 +151,17 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def format_result(result: dict[str, Any]) -> str:
     """The human-readable report of ``ttc run``."""
     decision = result.get("decision") or {}
-    lines = [f"answer: {result.get('answer') if result.get('answer') is not None else '(none: no sample stated an answer)'}"]
+    lines = [
+        f"answer: {result.get('answer') if result.get('answer') is not None else '(none: no sample stated an answer)'}"
+    ]
     votes = decision.get("votes") or {}
     no_answer = sum(1 for c in result.get("candidates") or [] if c["answer"] is None)
     shown = [f"{a} ×{v:g}" for a, v in sorted(votes.items(), key=lambda kv: -kv[1])]
     if no_answer:
         shown.append(f"(no answer) ×{no_answer}")
-    lines.append("votes: " + (", ".join(shown) or "none") + (" (tie broken by first seen)" if decision.get("tie") else ""))
+    lines.append(
+        "votes: " + (", ".join(shown) or "none") + (" (tie broken by first seen)" if decision.get("tie") else "")
+    )
     if "verdicts" in result:
         counts: dict[str, int] = {}
         for v in result["verdicts"]:
@@ -184,7 +187,9 @@ def format_result(result: dict[str, Any]) -> str:
 def _serve(args: argparse.Namespace) -> None:
     with EmbeddedServer(args.model, port=args.port, log=sys.stderr) as server:
         print(f"serving {server.model.served_name} at {server.base_url}", flush=True)
-        print(f"use it with: TTC_BASE_URL={server.base_url} TTC_MODEL={server.model.served_name} ttc run ...", flush=True)
+        print(
+            f"use it with: TTC_BASE_URL={server.base_url} TTC_MODEL={server.model.served_name} ttc run ...", flush=True
+        )
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
         print("ttc: stopping the server", file=sys.stderr, flush=True)
 

@@ -17,6 +17,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
 
 from graphs._common import (
     QuestionInput,
@@ -26,6 +27,7 @@ from graphs._common import (
     check_k,
     guard_rounds,
     plan_proposals,
+    recover_to,
     route_plan,
     worst_case_tokens,
 )
@@ -43,11 +45,14 @@ class FilterVoteOutput(VoteOutput):
     verdicts: list[Verdict]
 
 
-def build_filter_vote_graph(k: int = 8) -> StateGraph[VoteState, RunContext, QuestionInput, FilterVoteOutput]:
+def build_filter_vote_graph(
+    k: int = 8, *, retry: RetryPolicy = RETRY_POLICY
+) -> StateGraph[VoteState, RunContext, QuestionInput, FilterVoteOutput]:
     """Build the Filter-Vote strategy.
 
     Args:
         k: number of proposals; each is judged once, so the run makes ``2k`` LLM calls.
+        retry: retry policy of the LLM nodes (transient endpoint errors only, by default).
 
     Returns:
         An uncompiled ``StateGraph``.
@@ -72,7 +77,9 @@ def build_filter_vote_graph(k: int = 8) -> StateGraph[VoteState, RunContext, Que
             update["plan"] = {"node": "propose", "tasks": proposals}
             return update
         judged = {v["index"] for v in state.get("verdicts") or []}
-        pending = sorted((c for c in state.get("candidates") or [] if c["index"] not in judged), key=lambda c: c["index"])
+        pending = sorted(
+            (c for c in state.get("candidates") or [] if c["index"] not in judged), key=lambda c: c["index"]
+        )
         tasks: list[VerifyTask] = []
         if pending and report is None:
             question = state["question"]
@@ -106,9 +113,13 @@ def build_filter_vote_graph(k: int = 8) -> StateGraph[VoteState, RunContext, Que
         VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=FilterVoteOutput
     )
     builder.add_node("tally", tally)
-    add_propose_node(builder)
+    add_propose_node(builder, retry)
     builder.add_node(
-        "verify", verify, input_schema=VerifyTask, retry_policy=RETRY_POLICY, error_handler=verify_failed
+        "verify",
+        verify,
+        input_schema=VerifyTask,
+        retry_policy=retry,
+        error_handler=recover_to(verify_failed, "tally"),  # type: ignore[arg-type]
     )
     builder.add_node("vote", vote)
     builder.add_edge(START, "tally")

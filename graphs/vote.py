@@ -17,6 +17,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
 
 from graphs._common import (
     QuestionInput,
@@ -29,16 +30,20 @@ from graphs._common import (
     route_plan,
 )
 from nodes.context import RunContext, context_of
+from nodes.endpoint import RETRY_POLICY
 from nodes.vote import plurality_vote
 
 __all__ = ["build_vote_graph", "vote_graph"]
 
 
-def build_vote_graph(k: int = 8) -> StateGraph[VoteState, RunContext, QuestionInput, VoteOutput]:
+def build_vote_graph(
+    k: int = 8, *, retry: RetryPolicy = RETRY_POLICY
+) -> StateGraph[VoteState, RunContext, QuestionInput, VoteOutput]:
     """Build the Vote strategy: ``k`` samples, the most common answer wins.
 
     Args:
         k: number of proposals (LLM calls).
+        retry: retry policy of the LLM node (transient endpoint errors only, by default).
 
     Returns:
         An uncompiled ``StateGraph``; compile it with your own checkpointer or name.
@@ -72,7 +77,7 @@ def build_vote_graph(k: int = 8) -> StateGraph[VoteState, RunContext, QuestionIn
 
     builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=VoteOutput)
     builder.add_node("tally", tally)
-    add_propose_node(builder)
+    add_propose_node(builder, retry)
     builder.add_node("vote", vote)
     builder.add_edge(START, "tally")
     builder.add_conditional_edges("tally", route_plan, ["propose", "vote"])

@@ -99,7 +99,7 @@ def extract_answer(text: str, fmt: AnswerFormat = "auto") -> str | None:
     answer = _strip(candidate)
     # "The answer is (B) because ..." / "The answer is 42 apples": keep the leading token when
     # the format says what an answer looks like.
-    if fmt == "choice" or (fmt == "auto" and re.match(r"^\(?[A-J]\)(\s|$)", answer)):
+    if fmt == "choice" or (fmt == "auto" and re.match(r"^(\([A-Ja-j]\)|[A-J]\))([\s.,:]|$)", answer)):
         m = re.match(r"^\(?\s*([A-Ja-j])\s*\)?(?:[\s.:,]|$)", answer)
         return m.group(1).upper() if m else None
     if fmt in ("auto", "number") and answer in _PLACEHOLDERS:

@@ -54,7 +54,6 @@ def context_of(runtime: object) -> RunContext:
     ctx = getattr(runtime, "context", None)
     if not isinstance(ctx, RunContext):
         raise ConfigError(
-            "ttc-graphs nodes need context=RunContext(llm=...) when the graph is invoked "
-            f"(got {type(ctx).__name__})"
+            f"ttc-graphs nodes need context=RunContext(llm=...) when the graph is invoked (got {type(ctx).__name__})"
         )
     return ctx

@@ -137,29 +137,59 @@ class LLM:
 
     def __init__(self, endpoint: Endpoint, *, http_async_client: httpx.AsyncClient | None = None) -> None:
         self.endpoint = endpoint
-        self.chat_model = _ChatOpenAI(
-            model=endpoint.model,
-            base_url=endpoint.base_url,
-            api_key=endpoint.api_key,
-            timeout=endpoint.request_timeout,
-            max_retries=0,  # graphs retry with RetryPolicy; SDK retries would multiply them
-            http_async_client=http_async_client,
-        )
-        # One semaphore per event loop: asyncio primitives cannot cross loops, and a notebook
-        # or a test suite may run several loops over one LLM.
-        self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+        self._http_async_client = http_async_client
+        # One client and one concurrency limit per event loop: httpx connections and asyncio
+        # primitives cannot cross loops (langchain-openai even shares a cached default client
+        # between models), and a notebook or a test suite may run several loops over one LLM.
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[ChatOpenAI, asyncio.Semaphore]] = (
             weakref.WeakKeyDictionary()
         )
 
     def __repr__(self) -> str:
         return f"LLM(base_url={self.endpoint.base_url!r}, model={self.endpoint.model!r})"
 
-    def _limit(self) -> asyncio.Semaphore:
+    def _new_chat_model(self) -> ChatOpenAI:
+        return _ChatOpenAI(
+            model=self.endpoint.model,
+            base_url=self.endpoint.base_url,
+            api_key=self.endpoint.api_key,
+            timeout=self.endpoint.request_timeout,
+            max_retries=0,  # graphs retry with RetryPolicy; SDK retries would multiply them
+            http_async_client=self._http_async_client
+            or httpx.AsyncClient(
+                timeout=self.endpoint.request_timeout,
+                limits=httpx.Limits(max_connections=self.endpoint.max_concurrency * 2),
+            ),
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections this event loop opened (a client it did not get passed)."""
+        pair = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if pair is not None and self._http_async_client is None:
+            client = pair[0].http_async_client
+            if isinstance(client, httpx.AsyncClient):
+                await client.aclose()
+
+    async def __aenter__(self) -> LLM:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _for_loop(self) -> tuple[ChatOpenAI, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
-        sem = self._limits.get(loop)
-        if sem is None:
-            sem = self._limits[loop] = asyncio.Semaphore(self.endpoint.max_concurrency)
-        return sem
+        pair = self._per_loop.get(loop)
+        if pair is None:
+            pair = self._per_loop[loop] = (self._new_chat_model(), asyncio.Semaphore(self.endpoint.max_concurrency))
+        return pair
+
+    @property
+    def chat_model(self) -> ChatOpenAI:
+        """The langchain-openai model of the running event loop (a fresh one outside a loop)."""
+        try:
+            return self._for_loop()[0]
+        except RuntimeError:  # no running loop
+            return self._new_chat_model()
 
     async def chat(
         self,
@@ -176,9 +206,10 @@ class LLM:
         params: dict[str, Any] = {"n": n, "temperature": temperature, "max_tokens": max_tokens, **extra}
         if seed is not None:
             params["seed"] = seed
-        async with self._limit():
+        model, limit = self._for_loop()
+        async with limit:
             try:
-                result = await self.chat_model.agenerate([messages], stop=stop, **params)
+                result = await model.agenerate([messages], stop=stop, **params)
             except openai.APIStatusError as exc:
                 raise self._status_error(exc) from exc
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
@@ -208,7 +239,7 @@ class LLM:
 
     async def check(self) -> None:
         """Fail fast with one clear line if the endpoint is unreachable or lacks the model."""
-        client = self.chat_model.root_async_client
+        client = self._for_loop()[0].root_async_client
         assert client is not None
         url = self.endpoint.base_url
         try:

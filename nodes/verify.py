@@ -71,8 +71,7 @@ async def verify(task: VerifyTask, runtime: Runtime[RunContext]) -> dict[str, An
     )
     text = completion.texts[0]
     verdict: Verdict = {"index": candidate["index"], "verdict": parse_verdict(text), "text": text}
-    if runtime.stream_writer:
-        runtime.stream_writer({"event": "verified", "index": verdict["index"], "verdict": verdict["verdict"]})
+    runtime.stream_writer({"event": "verified", "index": verdict["index"], "verdict": verdict["verdict"]})
     return {"verdicts": [verdict], "ledger": usage_of("verify", completion)}
 
 

@@ -6,8 +6,8 @@ import operator
 from collections.abc import Callable
 from typing import Annotated, Any, NotRequired, TypedDict
 
-from langgraph.graph import StateGraph
 from langgraph.errors import NodeError
+from langgraph.graph import StateGraph
 from langgraph.types import Command, RetryPolicy, Send
 
 from nodes.budget import Ledger, add_ledgers, ledger_totals
@@ -100,10 +100,7 @@ def worst_case_tokens(ledger: Ledger | None, kind: str, prompt: str, completion_
     this node kind (or the prompt's length in characters, an overestimate, before any call)
     plus the completion limit."""
     usage = (ledger or {}).get(kind)
-    if usage and usage["requests"]:
-        prompt_tokens = -(-usage["prompt_tokens"] // usage["requests"])
-    else:
-        prompt_tokens = len(prompt)
+    prompt_tokens = -(-usage["prompt_tokens"] // usage["requests"]) if usage and usage["requests"] else len(prompt)
     return prompt_tokens + completion_limit
 
 
@@ -153,12 +150,13 @@ def recover_to(handler: Callable[[Any, NodeError], dict[str, Any]], node: str) -
 
 
 def add_propose_node(builder: StateGraph[Any, Any, Any, Any], retry: RetryPolicy) -> None:
-    builder.add_node(
+    # langgraph's node protocols do not match an async (state, runtime) function for mypy.
+    builder.add_node(  # type: ignore[call-overload]
         "propose",
         propose,
         input_schema=ProposeTask,
         retry_policy=retry,
-        error_handler=recover_to(propose_failed, "tally"),  # type: ignore[arg-type]
+        error_handler=recover_to(propose_failed, "tally"),
     )
 
 

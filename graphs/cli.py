@@ -14,6 +14,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -22,7 +23,7 @@ from nodes.answers import AnswerFormat
 from nodes.budget import Budget, ledger_totals
 from nodes.context import RunContext
 from nodes.endpoint import LLM, Endpoint
-from nodes.errors import ConfigError, TTCError
+from nodes.errors import ConfigError, ServerError, TTCError
 from nodes.server import DEFAULT_MODEL, PACKAGED_MODELS, EmbeddedServer
 
 __all__ = ["main"]
@@ -134,9 +135,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = {}
         async with LLM(endpoint) as llm:
             await llm.check()
-            async for mode, chunk in graph.astream(
+            stream: Any = graph.astream(
                 {"question": args.question}, context=_context(args, llm), stream_mode=["custom", "values"]
-            ):
+            )
+            async for mode, chunk in stream:
                 if mode == "values":
                     result = chunk
                 elif not args.quiet and (line := _progress(chunk)):
@@ -190,8 +192,13 @@ def _serve(args: argparse.Namespace) -> None:
         print(
             f"use it with: TTC_BASE_URL={server.base_url} TTC_MODEL={server.model.served_name} ttc run ...", flush=True
         )
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        print("ttc: stopping the server", file=sys.stderr, flush=True)
+        try:
+            while server.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("ttc: stopping the server", file=sys.stderr, flush=True)
+            return  # Ctrl-C is how a foreground server is meant to stop; `with` stops it
+        raise ServerError(f"vLLM stopped unexpectedly (log: {server.log_path})")
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -204,7 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         if args.command == "serve":
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             _serve(args)
             return 0
         if not args.question.strip():

@@ -114,12 +114,12 @@ def build_filter_vote_graph(
     )
     builder.add_node("tally", tally)
     add_propose_node(builder, retry)
-    builder.add_node(
+    builder.add_node(  # type: ignore[call-overload]  # see add_propose_node
         "verify",
         verify,
         input_schema=VerifyTask,
         retry_policy=retry,
-        error_handler=recover_to(verify_failed, "tally"),  # type: ignore[arg-type]
+        error_handler=recover_to(verify_failed, "tally"),
     )
     builder.add_node("vote", vote)
     builder.add_edge(START, "tally")

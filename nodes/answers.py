@@ -164,7 +164,7 @@ def _parsed(answer: str) -> tuple[Any, ...]:
 
     _quiet_math_verify()
     timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    return tuple(parse(f"${answer}$", parsing_timeout=timeout))  # type: ignore[arg-type]
+    return tuple(parse(f"${answer}$", parsing_timeout=timeout))
 
 
 def equivalent(a: str, b: str) -> bool:

@@ -42,7 +42,7 @@ def add_ledgers(left: Ledger | None, right: Ledger | None) -> Ledger:
     for kind, usage in (right or {}).items():
         acc = out.setdefault(kind, _zero())
         for field in _FIELDS:
-            acc[field] += int(usage.get(field, 0))  # type: ignore[literal-required]
+            acc[field] += usage[field]  # type: ignore[literal-required]
     return out
 
 
@@ -65,7 +65,7 @@ def ledger_totals(ledger: Ledger | None) -> KindUsage:
     total = _zero()
     for usage in (ledger or {}).values():
         for field in _FIELDS:
-            total[field] += int(usage.get(field, 0))  # type: ignore[literal-required]
+            total[field] += usage[field]  # type: ignore[literal-required]
     return total
 
 

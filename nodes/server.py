@@ -234,6 +234,11 @@ class EmbeddedServer:
         return Endpoint(base_url=self.base_url, model=self.model.served_name, **overrides)  # type: ignore[arg-type]
 
     @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
@@ -339,10 +344,8 @@ class EmbeddedServer:
         pgid = proc.pid  # start_new_session made the server the leader of its group
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
         # The engine process may outlive the API server by a moment; make sure the group is gone.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

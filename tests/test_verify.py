@@ -11,7 +11,7 @@ from tests.fakes import FakeServer
 SPEC_PROMPT = """[User Question]:{query}
 [Answer]:{answer}
 Instruction: Review your previous answer and find problems with your answer. Finally, conclude with either ’[[correct]]’ if the above answer is correct or ’[[wrong]]’ if it is incorrect. Think step by step.
-Verdict:"""  # noqa: E501, RUF001
+Verdict:"""  # noqa: E501
 
 
 def test_filter_prompt_is_the_papers_verbatim() -> None:

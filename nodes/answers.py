@@ -62,6 +62,7 @@ def _strip(answer: str) -> str:
         answer = inner
     answer = answer.strip().strip("$").strip()
     answer = re.sub(r"^\*\*(.*)\*\*$", r"\1", answer).strip()  # markdown bold
+    answer = re.sub(r"^[NX]\s*=\s*(?=\S)", "", answer)  # "the answer is N = 15": the placeholder, assigned
     answer = answer.rstrip(".。!").strip()
     return answer
 

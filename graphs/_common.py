@@ -149,11 +149,14 @@ def recover_to(handler: Callable[[Any, NodeError], dict[str, Any]], node: str) -
     return on_error
 
 
+# langgraph's node protocols do not match an async (state, runtime) function for mypy.
+PROPOSE_NODE: Any = propose
+
+
 def add_propose_node(builder: StateGraph[Any, Any, Any, Any], retry: RetryPolicy) -> None:
-    # langgraph's node protocols do not match an async (state, runtime) function for mypy.
-    builder.add_node(  # type: ignore[call-overload]
+    builder.add_node(
         "propose",
-        propose,
+        PROPOSE_NODE,
         input_schema=ProposeTask,
         retry_policy=retry,
         error_handler=recover_to(propose_failed, "tally"),

@@ -256,8 +256,8 @@ def subset_vote_accuracy(counts: Mapping[str, int], correct: str, k: int, none: 
     reach the correct answer's count (the others and the non-answers factor as one binomial).
 
     Example:
-        >>> subset_vote_accuracy({"A": 2, "B": 1}, "A", k=2)  # subsets AA win, AB tie: (1 + 2*0.5)/3
-        0.6666666666666666
+        >>> round(subset_vote_accuracy({"A": 2, "B": 1}, "A", k=2), 12)  # AA wins, AB ties twice: (1 + 2*0.5)/3
+        0.666666666667
     """
     _check_k(k)
     m_total = sum(counts.values()) + none
@@ -286,7 +286,7 @@ def subset_vote_accuracy(counts: Mapping[str, int], correct: str, k: int, none: 
                 if tie:
                     new[t + 1, x:] += tie * state[t, : n + 1 - x]
             state = new
-        inner = sum(state[t, n] / (t + 1) for t in range(state.shape[0]))
+        inner = sum(float(state[t, n]) / (t + 1) for t in range(state.shape[0]))
         total += math.exp(log_px) * inner
     return min(1.0, max(0.0, total))
 
@@ -321,7 +321,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     Uses the stable product form ``1 - Π_{j<k} (n-c-j)/(n-j)``.
 
     Example:
-        >>> pass_at_k(10, 1, 1), pass_at_k(10, 1, 10), pass_at_k(10, 0, 5)
+        >>> round(pass_at_k(10, 1, 1), 12), pass_at_k(10, 1, 10), pass_at_k(10, 0, 5)
         (0.1, 1.0, 0.0)
     """
     if not 0 <= c <= n or not 1 <= k <= n:

@@ -103,6 +103,8 @@ class Pool:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60.0)
         self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         self._db.executescript(_SCHEMA)

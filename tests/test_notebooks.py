@@ -1,0 +1,29 @@
+"""Both notebooks execute headless at a small size (CI), so they can never silently rot.
+
+The real-samples notebook starts the embedded vLLM with the small model, so this is ``live``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name", ["01_theory.ipynb", "02_real_samples.ipynb"])
+def test_notebook_executes_at_small_size(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTC_NOTEBOOK_SIZE", "small")
+    monkeypatch.setenv("TTC_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.setenv("TTC_POOL_PATH", str(tmp_path / "pool.sqlite"))
+    monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir())  # the plots were saved as files

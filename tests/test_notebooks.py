@@ -23,7 +23,9 @@ def test_notebook_executes_at_small_size(name: str, tmp_path: Path, monkeypatch:
     monkeypatch.setenv("TTC_POOL_PATH", str(tmp_path / "pool.sqlite"))
     monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
     assert sorted(p.name for p in (tmp_path / "figures").iterdir())  # the plots were saved as files

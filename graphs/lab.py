@@ -60,13 +60,13 @@ def analyze_pool(
     easy = curves.easy()
     bands: dict[str, Band] = {}
     judged = not np.isnan(curves.filter_vote).any()
-    for name, rows in (("Vote", curves.vote), ("Filter-Vote", curves.filter_vote if judged else None)):
-        if rows is None:
+    for name, matrix in (("Vote", curves.vote), ("Filter-Vote", curves.filter_vote if judged else None)):
+        if matrix is None:
             continue
-        bands[name] = bootstrap_band(rows, resamples=resamples, seed=seed)
+        bands[name] = bootstrap_band(matrix, resamples=resamples, seed=seed)
         for label, mask in (("easy", easy), ("hard", ~easy)):
             if mask.any():
-                bands[f"{name} ({label})"] = bootstrap_band(rows[mask], resamples=resamples, seed=seed)
+                bands[f"{name} ({label})"] = bootstrap_band(matrix[mask], resamples=resamples, seed=seed)
     bands["pass@K"] = bootstrap_band(curves.pass_at, resamples=resamples, seed=seed)
 
     fit_upto = min(fit_upto, int(ks.max()))

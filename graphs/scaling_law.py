@@ -34,7 +34,9 @@ class ItemLaw:
         return out
 
 
-def fit_item_law(ks: Sequence[float], accuracy: Sequence[float], *, mode_correct: bool, ties: int = 1) -> ItemLaw:
+def fit_item_law(
+    ks: Sequence[float] | np.ndarray, accuracy: Sequence[float] | np.ndarray, *, mode_correct: bool, ties: int = 1
+) -> ItemLaw:
     """Fit one item's law to its accuracies at ``ks`` (least squares, bounds as in the paper)."""
     from scipy.optimize import minimize
 

@@ -9,13 +9,24 @@ from typing import Any
 
 from langgraph.graph import StateGraph
 
+from graphs.best_of_n import best_of_n_graph, build_best_of_n_graph
 from graphs.filter_vote import build_filter_vote_graph, filter_vote_graph
 from graphs.vote import build_vote_graph, vote_graph
 
-STRATEGIES: dict[str, Callable[[int], StateGraph[Any, Any, Any, Any]]] = {
+STRATEGIES: dict[str, Callable[..., StateGraph[Any, Any, Any, Any]]] = {
     "vote": build_vote_graph,
     "filter-vote": build_filter_vote_graph,
+    "best-of-n": build_best_of_n_graph,
+    "weighted-best-of-n": lambda n, **kwargs: build_best_of_n_graph(n, weighted=True, **kwargs),
 }
-"""Builders by the name ``ttc run --strategy`` takes."""
+"""Builders by the name ``ttc run --strategy`` takes; the first argument is the number of samples."""
 
-__all__ = ["STRATEGIES", "build_filter_vote_graph", "build_vote_graph", "filter_vote_graph", "vote_graph"]
+__all__ = [
+    "STRATEGIES",
+    "best_of_n_graph",
+    "build_best_of_n_graph",
+    "build_filter_vote_graph",
+    "build_vote_graph",
+    "filter_vote_graph",
+    "vote_graph",
+]

@@ -14,7 +14,7 @@ from nodes.budget import Ledger, add_ledgers, ledger_totals
 from nodes.context import RunContext
 from nodes.errors import ConfigError
 from nodes.propose import ProposeTask, propose, propose_failed, propose_prompt
-from nodes.types import Candidate, Failure, Verdict
+from nodes.types import Candidate, Failure, Score, Verdict
 
 __all__ = [
     "BudgetReport",
@@ -25,6 +25,7 @@ __all__ = [
     "add_propose_node",
     "check_k",
     "guard_rounds",
+    "plan_judging",
     "plan_proposals",
     "recover_to",
     "route_plan",
@@ -68,6 +69,7 @@ class VoteState(TypedDict, total=False):
     question_id: str
     candidates: Annotated[list[Candidate], operator.add]
     verdicts: Annotated[list[Verdict], operator.add]
+    scores: Annotated[list[Score], operator.add]
     failures: Annotated[list[Failure], operator.add]
     ledger: Annotated[Ledger, add_ledgers]
     rounds: Annotated[int, operator.add]  # tally runs: bounds the wave loop
@@ -151,6 +153,44 @@ def recover_to(handler: Callable[[Any, NodeError], dict[str, Any]], node: str) -
 
 # langgraph's node protocols do not match an async (state, runtime) function for mypy.
 PROPOSE_NODE: Any = propose
+
+
+def plan_judging(
+    state: VoteState,
+    ctx: RunContext,
+    done: set[int],
+    prompt: Callable[[Candidate], str],
+    report: BudgetReport | None,
+    *,
+    kind: str,
+    calls: Callable[[Candidate], int] = lambda c: 1,
+) -> tuple[list[Candidate], BudgetReport | None]:
+    """The candidates to judge or score next (those not in ``done``), trimmed to the budget.
+
+    ``calls`` says how many LLM calls judging a candidate takes (a process reward model makes
+    one per step); nothing is planned once a budget report says the budget is spent.
+    """
+    pending = sorted((c for c in state.get("candidates") or [] if c["index"] not in done), key=lambda c: c["index"])
+    if not pending or report is not None:
+        return [], report
+    longest = max(pending, key=lambda c: len(c["text"]))
+    per_call = worst_case_tokens(state.get("ledger"), kind, prompt(longest), ctx.judge_max_tokens)
+    want = sum(calls(c) for c in pending)
+    allowed = ctx.budget.allowance(state.get("ledger"), want=want, tokens_per_call=per_call)
+    chosen, used = [], 0
+    for c in pending:
+        if used + calls(c) > allowed:
+            break
+        chosen.append(c)
+        used += calls(c)
+    if len(chosen) < len(pending):
+        spent = ledger_totals(state.get("ledger"))
+        report = {
+            "exhausted": True,
+            "note": f"budget ({ctx.budget.describe()}) reached with {len(pending) - len(chosen)} of "
+            f"{len(state.get('candidates') or [])} candidates unjudged ({spent['calls']} calls)",
+        }
+    return chosen, report
 
 
 def add_propose_node(builder: StateGraph[Any, Any, Any, Any], retry: RetryPolicy) -> None:

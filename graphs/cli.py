@@ -15,8 +15,10 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
+
+from langgraph.graph import StateGraph
 
 from graphs import STRATEGIES
 from nodes.answers import AnswerFormat
@@ -24,6 +26,7 @@ from nodes.budget import Budget, ledger_totals
 from nodes.context import RunContext
 from nodes.endpoint import LLM, Endpoint
 from nodes.errors import ConfigError, ServerError, TTCError
+from nodes.scorers import JudgeGrade, JudgeVerdict, Scorer, SelfEvalPRM
 from nodes.server import DEFAULT_MODEL, PACKAGED_MODELS, EmbeddedServer
 
 __all__ = ["main"]
@@ -62,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="answer a question with a strategy")
     run.add_argument("question", help="the question to answer")
     run.add_argument("--strategy", "-s", choices=sorted(STRATEGIES), default="filter-vote")
-    run.add_argument("-k", type=_positive, default=8, help="number of proposals (default 8)")
+    run.add_argument("-k", "-n", type=_positive, default=8, help="number of proposals (default 8)")
+    run.add_argument("--scorer", choices=sorted(SCORERS), default="judge-grade",
+                     help="verifier of best-of-n / weighted-best-of-n (default judge-grade)")  # fmt: skip
+    run.add_argument("--aggregation", choices=["last", "min", "prod", "mean"], default="last",
+                     help="how a process scorer's step scores become one (default last)")  # fmt: skip
     run.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"], default="auto",
                      help="how the final answer is asked for and read (default auto)")  # fmt: skip
     run.add_argument("--temperature", type=_unit_float, default=0.7)
@@ -106,6 +113,20 @@ def _endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
         yield server.endpoint(**limits)
 
 
+SCORERS: dict[str, Callable[[], Scorer]] = {
+    "judge-verdict": JudgeVerdict,
+    "judge-grade": JudgeGrade,
+    "self-eval-prm": SelfEvalPRM,
+}
+
+
+def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
+    """The strategy's graph, with its structural flags."""
+    if args.strategy in ("best-of-n", "weighted-best-of-n"):
+        return STRATEGIES[args.strategy](args.k, scorer=SCORERS[args.scorer](), aggregation=args.aggregation)
+    return STRATEGIES[args.strategy](args.k)
+
+
 def _context(args: argparse.Namespace, llm: LLM) -> RunContext:
     fmt: AnswerFormat = args.answer_format
     return RunContext(
@@ -126,12 +147,15 @@ def _progress(event: dict[str, Any]) -> str | None:
         return f"ttc: proposed samples {event['indices'][0]}..{event['indices'][-1]}: {answers}"
     if event.get("event") == "verified":
         return f"ttc: judged sample {event['index']}: {event['verdict']}"
+    if event.get("event") == "scored":
+        score = "none" if event["score"] is None else f"{event['score']:.3f}"
+        return f"ttc: scored sample {event['index']}: {score}"
     return None
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     with _endpoint(args) as endpoint:
-        graph = STRATEGIES[args.strategy](args.k).compile(name=args.strategy)
+        graph = _graph(args).compile(name=args.strategy)
         result: dict[str, Any] = {}
         async with LLM(endpoint) as llm:
             await llm.check()
@@ -173,6 +197,16 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(
             "filter: no candidate kept, voted among all" if decision.get("fallback") else f"filter: kept samples {kept}"
         )
+    if "scores" in result:
+        shown_scores = ", ".join(
+            f"#{s['index']} {'none' if s['score'] is None else format(s['score'], '.3f')}"
+            for s in sorted(result["scores"], key=lambda s: s["index"])
+        )
+        lines.append(f"scores: {shown_scores or 'none'}")
+        if decision.get("chosen") is not None:
+            lines.append(f"chosen: sample {decision['chosen']}")
+        if decision.get("fallback"):
+            lines.append("no candidate has a score: plurality vote")
     t = result["tokens"]
     lines.append(
         f"tokens: {t['prompt_tokens']} prompt + {t['completion_tokens']} completion = "

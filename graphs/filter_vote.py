@@ -26,12 +26,11 @@ from graphs._common import (
     add_propose_node,
     check_k,
     guard_rounds,
+    plan_judging,
     plan_proposals,
     recover_to,
     route_plan,
-    worst_case_tokens,
 )
-from nodes.budget import ledger_totals
 from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY
 from nodes.types import Verdict
@@ -81,25 +80,11 @@ def build_filter_vote_graph(
             update["plan"] = {"node": "propose", "tasks": proposals}
             return update
         judged = {v["index"] for v in state.get("verdicts") or []}
-        pending = sorted(
-            (c for c in state.get("candidates") or [] if c["index"] not in judged), key=lambda c: c["index"]
+        question = state["question"]
+        chosen, report = plan_judging(
+            state, ctx, judged, lambda c: filter_prompt(question, c["text"]), report, kind="verify"
         )
-        tasks: list[VerifyTask] = []
-        if pending and report is None:
-            question = state["question"]
-            longest = max(pending, key=lambda c: len(c["text"]))
-            per_call = worst_case_tokens(
-                state.get("ledger"), "verify", filter_prompt(question, longest["text"]), ctx.judge_max_tokens
-            )
-            allowed = ctx.budget.allowance(state.get("ledger"), want=len(pending), tokens_per_call=per_call)
-            tasks = [{"question": question, "candidate": c} for c in pending[:allowed]]
-            if allowed < len(pending):
-                spent = ledger_totals(state.get("ledger"))
-                report = {
-                    "exhausted": True,
-                    "note": f"budget ({ctx.budget.describe()}) reached with {len(pending) - allowed} of "
-                    f"{len(state.get('candidates') or [])} candidates unjudged ({spent['calls']} calls)",
-                }
+        tasks: list[VerifyTask] = [{"question": question, "candidate": c} for c in chosen]
         if report:
             update["budget"] = report
         update["plan"] = {"node": "verify" if tasks else "vote", "tasks": tasks}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-__all__ = ["Candidate", "Critique", "Failure", "Verdict", "VerdictLabel"]
+__all__ = ["Candidate", "Critique", "Failure", "Score", "Verdict", "VerdictLabel"]
 
 
 class Candidate(TypedDict):
@@ -32,6 +32,16 @@ class Verdict(TypedDict):
     index: int
     verdict: VerdictLabel
     text: str
+
+
+class Score(TypedDict):
+    """A scorer's scores of candidate ``index``: per step (one for outcome scorers), their
+    aggregate, and the scorer's label (e.g. the verdict); ``score`` None means "could not tell"."""
+
+    index: int
+    steps: list[float | None]
+    score: float | None
+    label: str | None
 
 
 class Critique(TypedDict):

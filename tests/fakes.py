@@ -8,6 +8,7 @@ order. Usage is counted in whitespace tokens so tests can check the ledger exact
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,14 @@ def default_reply(req: Request) -> str:
     return policy(req)
 
 
+def yes_no_logprobs(text: str) -> dict[str, Any]:
+    """First-token logprobs of a one-word Yes/No reply: 0.9 for the word said, 0.1 for the other."""
+    said = text.strip().split()[0] if text.strip() else "Yes"
+    other = "No" if said.lower().startswith("y") else "Yes"
+    top = [{"token": said, "logprob": math.log(0.9)}, {"token": other, "logprob": math.log(0.1)}]
+    return {"content": [{"token": said, "logprob": math.log(0.9), "top_logprobs": top}]}
+
+
 @dataclass
 class FakeServer:
     """Answers ``/chat/completions`` and ``/models`` like vLLM, from a reply function.
@@ -120,7 +129,12 @@ class FakeServer:
                 "created": 0,
                 "model": self.model,
                 "choices": [
-                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": t},
+                        "finish_reason": "stop",
+                        **({"logprobs": yes_no_logprobs(t)} if body.get("logprobs") else {}),
+                    }
                     for i, t in enumerate(texts)
                 ],
                 "usage": {

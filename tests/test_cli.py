@@ -18,8 +18,8 @@ def closed_port() -> int:
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["run", "-k", "0", "q"], 2, "ttc: error: argument -k: expected a positive integer, got 0"),
-        (["run", "-k", "many", "q"], 2, "ttc: error: argument -k: expected a positive integer, got 'many'"),
+        (["run", "-k", "0", "q"], 2, "ttc: error: argument -k/-n: expected a positive integer, got 0"),
+        (["run", "-k", "many", "q"], 2, "ttc: error: argument -k/-n: expected a positive integer, got 'many'"),
         (["run", "--strategy", "tree", "q"], 2, "ttc: error: argument --strategy/-s: invalid choice: 'tree'"),
         (["run", "   "], 2, "ttc: error: the question is empty"),
         (["run", "--temperature", "5", "q"], 2, "ttc: error: argument --temperature: expected a temperature"),

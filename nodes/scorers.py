@@ -1,0 +1,250 @@
+"""Verifiers and reward models behind one interface: score a solution, or each of its steps.
+
+A :class:`Scorer` returns one score per step (a *process* scorer) or a single score (an
+*outcome* scorer) in ``[0, 1]``, together with what scoring cost, for the run's ledger.
+:func:`aggregate` turns step scores into one number (``last | min | prod | mean``, as in
+search-and-learn). A score of ``None`` means the scorer could not tell (an unparseable judge
+reply): it is recorded as such and weighs nothing.
+
+Scorers here:
+
+- :class:`JudgeVerdict` — the filter prompt's verdict: 1 for ``[[correct]]``, 0 for ``[[wrong]]``;
+- :class:`JudgeGrade` — an LLM judge's grade from 1 to 10, mapped to ``[0, 1]``;
+- :class:`SelfEvalPRM` — the policy model's own probability that each step is correct, read from
+  ``logprobs`` (works with any OpenAI-compatible endpoint that returns top logprobs);
+- :class:`ReferenceMatch` — 1 if the stated answer equals a known answer (for analysis);
+- :class:`UnitTests` — 1 if the solution's code passes unit tests in :mod:`nodes.sandbox`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from langchain_core.messages import HumanMessage
+
+from nodes._calls import usage_of
+from nodes.answers import equivalent, extract_answer
+from nodes.budget import Ledger, add_ledgers
+from nodes.context import RunContext
+from nodes.sandbox import run_python_tests
+from nodes.verify import filter_prompt, parse_verdict
+
+__all__ = [
+    "GRADE_PROMPT",
+    "STEP_PROMPT",
+    "Aggregation",
+    "JudgeGrade",
+    "JudgeVerdict",
+    "ReferenceMatch",
+    "Scored",
+    "Scorer",
+    "SelfEvalPRM",
+    "UnitTests",
+    "aggregate",
+    "split_steps",
+]
+
+Aggregation = Literal["last", "min", "prod", "mean"]
+
+
+def aggregate(steps: Sequence[float | None], how: Aggregation = "last") -> float | None:
+    """One score from step scores; ``None`` if there are none or the needed ones are ``None``.
+
+    Example:
+        >>> aggregate([0.9, 0.5, 0.8], "last"), aggregate([0.9, 0.5, 0.8], "min")
+        (0.8, 0.5)
+        >>> round(aggregate([0.9, 0.5], "prod"), 2), aggregate([0.9, None], "mean")
+        (0.45, None)
+    """
+    if not steps:
+        return None
+    if how == "last":
+        return steps[-1]
+    if any(s is None for s in steps):
+        return None
+    values = [float(s) for s in steps if s is not None]
+    if how == "min":
+        return min(values)
+    if how == "prod":
+        return math.prod(values)
+    if how == "mean":
+        return sum(values) / len(values)
+    raise ValueError(f"unknown aggregation {how!r} (last, min, prod, mean)")
+
+
+def split_steps(solution: str, separator: str = "\n\n") -> list[str]:
+    """The solution's steps: non-empty pieces between separators."""
+    return [s for s in solution.split(separator) if s.strip()]
+
+
+@dataclass
+class Scored:
+    steps: list[float | None]
+    usage: Ledger = field(default_factory=dict)
+    label: str | None = None  # e.g. the judge's verdict
+
+
+class Scorer(Protocol):
+    """Scores one solution to one question."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def process(self) -> bool:
+        """True: one score per step."""
+        ...
+
+    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored: ...
+
+
+@dataclass(frozen=True)
+class JudgeVerdict:
+    """The filter prompt's verdict as a score (1 correct, 0 wrong, None unparseable)."""
+
+    name: str = "judge-verdict"
+    process: bool = False
+
+    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
+        completion = await ctx.llm.chat(
+            [HumanMessage(filter_prompt(question, solution))],
+            seed=ctx.seed,
+            temperature=ctx.judge_temperature,
+            max_tokens=ctx.judge_max_tokens,
+        )
+        verdict = parse_verdict(completion.texts[0])
+        value = {"correct": 1.0, "wrong": 0.0}.get(verdict)
+        return Scored([value], usage_of("verify", completion), label=verdict)
+
+
+GRADE_PROMPT = (
+    "[User Question]:{question}\n"
+    "[Answer]:{answer}\n"
+    "Instruction: Check the answer step by step. Then grade how likely it is to be correct on a scale from 1 "
+    "(certainly wrong) to 10 (certainly correct). End your reply with 'Grade: N', where N is the grade."
+)
+_GRADE = re.compile(r"grade\s*[:=]?\s*(10|[1-9])\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class JudgeGrade:
+    """An LLM judge's grade 1..10 as a score ``(g - 1) / 9``; None when no grade is stated."""
+
+    name: str = "judge-grade"
+    process: bool = False
+
+    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
+        completion = await ctx.llm.chat(
+            [HumanMessage(GRADE_PROMPT.format(question=question, answer=solution))],
+            seed=ctx.seed,
+            temperature=ctx.judge_temperature,
+            max_tokens=ctx.judge_max_tokens,
+        )
+        found = _GRADE.findall(completion.texts[0])
+        value = (int(found[-1]) - 1) / 9 if found else None
+        return Scored([value], usage_of("verify", completion), label=found[-1] if found else "unparseable")
+
+
+STEP_PROMPT = (
+    "Question: {question}\n\n"
+    "Solution so far:\n{steps}\n\n"
+    "Is the last step of this solution correct? Answer with one word, Yes or No."
+)
+
+
+@dataclass(frozen=True)
+class SelfEvalPRM:
+    """A process reward from the policy model itself: for each step, the probability of "Yes"
+    against "No" among the top logprobs of a one-token answer to :data:`STEP_PROMPT`.
+
+    Args:
+        separator: the step separator.
+        top_logprobs: how many alternatives to ask for (20 is OpenAI's maximum).
+    """
+
+    separator: str = "\n\n"
+    top_logprobs: int = 20
+    name: str = "self-eval-prm"
+    process: bool = True
+
+    async def _step(self, question: str, steps: list[str], ctx: RunContext) -> tuple[float | None, Ledger]:
+        completion = await ctx.llm.chat(
+            [HumanMessage(STEP_PROMPT.format(question=question, steps=self.separator.join(steps)))],
+            seed=ctx.seed,
+            temperature=0.0,
+            max_tokens=1,
+            logprobs=True,
+            top_logprobs=self.top_logprobs,
+        )
+        return _yes_probability(completion.logprobs[0] if completion.logprobs else None), usage_of("verify", completion)
+
+    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
+        steps = split_steps(solution, self.separator) or [solution]
+        results = await asyncio.gather(*(self._step(question, steps[: i + 1], ctx) for i in range(len(steps))))
+        usage: Ledger = {}
+        for _, u in results:
+            usage = add_ledgers(usage, u)
+        return Scored([p for p, _ in results], usage)
+
+
+def _yes_probability(logprobs: object) -> float | None:
+    """P(yes) / (P(yes) + P(no)) from the first token's top logprobs; None if neither appears."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not content:
+        return None
+    yes = no = 0.0
+    for alt in content[0].get("top_logprobs") or []:
+        token = str(alt.get("token", "")).strip().lower()
+        if token in ("yes", "y"):
+            yes += math.exp(alt["logprob"])
+        elif token in ("no", "n"):
+            no += math.exp(alt["logprob"])
+    return yes / (yes + no) if yes + no > 0 else None
+
+
+@dataclass(frozen=True)
+class ReferenceMatch:
+    """1 if the solution states an answer equivalent to ``reference``, else 0 (for analysis)."""
+
+    reference: str
+    name: str = "reference"
+    process: bool = False
+
+    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
+        stated = extract_answer(solution, ctx.answer_format)
+        return Scored([1.0 if stated is not None and equivalent(stated, self.reference) else 0.0])
+
+
+_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class UnitTests:
+    """1 if the solution's code passes ``tests`` (HumanEval style: ``check(entry_point)``).
+
+    The code is the last fenced Python block of the solution, or the whole solution without
+    one; ``prompt`` (the function header a HumanEval completion continues) is prepended when the
+    code does not define ``entry_point`` itself.
+    """
+
+    tests: str
+    entry_point: str | None = None
+    prompt: str = ""
+    timeout: float = 10.0
+    memory_mb: int = 512
+    name: str = "unit-tests"
+    process: bool = False
+
+    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
+        blocks = _FENCE.findall(solution)
+        code = blocks[-1] if blocks else solution
+        if self.entry_point and f"def {self.entry_point}" not in code:
+            code = self.prompt + code
+        tests = self.tests + (f"\ncheck({self.entry_point})\n" if self.entry_point else "")
+        result = await run_python_tests(code, tests, timeout=self.timeout, memory_mb=self.memory_mb)
+        return Scored([1.0 if result.passed else 0.0], label=f"{result.status}: {result.detail}"[:200])

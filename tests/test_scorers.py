@@ -1,0 +1,85 @@
+"""Verifiers and reward models: scores differ between right and wrong solutions, and cost is counted."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from nodes.scorers import JudgeGrade, JudgeVerdict, ReferenceMatch, SelfEvalPRM, UnitTests, aggregate, split_steps
+from tests.fakes import FakeServer, Request, arithmetic_truth, default_reply
+
+
+def grader(req: Request) -> str:
+    truth = arithmetic_truth(req.prompt)
+    stated = re.findall(r"The answer is (-?\d+)", req.prompt)
+    return "Checked. Grade: 9" if stated and truth is not None and int(stated[-1]) == truth else "Grade: 2"
+
+
+def step_checker(req: Request) -> str:
+    """Yes unless the last step shown contains 'wrong'."""
+    shown = req.prompt.split("Solution so far:\n", 1)[1].split("\n\nIs the last step")[0]
+    return "No" if "wrong" in shown.split("\n\n")[-1] else "Yes"
+
+
+async def test_judge_verdict_scores_right_above_wrong() -> None:
+    ctx = FakeServer(reply=default_reply).context()
+    right = await JudgeVerdict().score("What is 2+3?", "The answer is 5.", ctx)
+    wrong = await JudgeVerdict().score("What is 2+3?", "The answer is 6.", ctx)
+    assert (right.steps, right.label, wrong.steps, wrong.label) == ([1.0], "correct", [0.0], "wrong")
+    assert right.usage["verify"]["calls"] == 1
+
+
+async def test_judge_verdict_unparseable_is_none() -> None:
+    ctx = FakeServer(reply=lambda req: "Looks fine.").context()
+    scored = await JudgeVerdict().score("q", "a", ctx)
+    assert (scored.steps, scored.label) == ([None], "unparseable")
+
+
+async def test_judge_grade_maps_grades_to_scores() -> None:
+    ctx = FakeServer(reply=grader).context()
+    right = await JudgeGrade().score("What is 2+3?", "The answer is 5.", ctx)
+    wrong = await JudgeGrade().score("What is 2+3?", "The answer is 6.", ctx)
+    assert right.steps == [pytest.approx(8 / 9)] and wrong.steps == [pytest.approx(1 / 9)]
+    silent = await JudgeGrade().score("q", "a", FakeServer(reply=lambda req: "No idea").context())
+    assert (silent.steps, silent.label) == ([None], "unparseable")
+
+
+async def test_self_eval_prm_scores_each_step_from_logprobs() -> None:
+    fake = FakeServer(reply=step_checker)
+    solution = "Step one is fine.\n\nStep two goes wrong here.\n\nStep three is fine."
+    scored = await SelfEvalPRM().score("What is 2+3?", solution, fake.context())
+    assert scored.steps == [pytest.approx(0.9), pytest.approx(0.1), pytest.approx(0.9)]
+    usage = scored.usage["verify"]
+    assert (usage["requests"], usage["calls"], usage["completion_tokens"]) == (3, 3, 3)
+    bodies = fake.requests
+    assert all(b["logprobs"] is True and b["top_logprobs"] == 20 and b["max_completion_tokens"] == 1 for b in bodies)
+    assert aggregate(scored.steps, "min") == pytest.approx(0.1) and aggregate(scored.steps, "last") == pytest.approx(
+        0.9
+    )
+
+
+async def test_reference_match() -> None:
+    ctx = FakeServer().context()
+    assert (await ReferenceMatch("0.5").score("q", "so \\boxed{\\frac{1}{2}}", ctx)).steps == [1.0]
+    assert (await ReferenceMatch("0.5").score("q", "The answer is 2.", ctx)).steps == [0.0]
+    assert (await ReferenceMatch("0.5").score("q", "no idea", ctx)).steps == [0.0]
+
+
+async def test_unit_tests_run_the_fenced_code() -> None:
+    tests = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+    scorer = UnitTests(tests, entry_point="add", prompt="def add(a, b):\n")
+    ctx = FakeServer().context()
+    good = await scorer.score("q", "Here:\n```python\ndef add(a, b):\n    return a + b\n```\n", ctx)
+    bad = await scorer.score("q", "```python\ndef add(a, b):\n    return a * b\n```", ctx)
+    body_only = await scorer.score("q", "    return a + b\n", ctx)  # a HumanEval-style completion
+    assert (good.steps, bad.steps, body_only.steps) == ([1.0], [0.0], [1.0])
+    assert bad.label is not None and bad.label.startswith("failed")
+
+
+def test_aggregate_and_split() -> None:
+    assert aggregate([], "last") is None
+    assert aggregate([0.5, 0.5], "mean") == 0.5
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        aggregate([1.0], "max")  # type: ignore[arg-type]
+    assert split_steps("a\n\nb\n\n\n\nc\n\n") == ["a", "b", "c"]

@@ -11,6 +11,7 @@ from langgraph.graph import StateGraph
 
 from graphs.best_of_n import best_of_n_graph, build_best_of_n_graph
 from graphs.filter_vote import build_filter_vote_graph, filter_vote_graph
+from graphs.revision import build_mix_graph, build_revision_graph
 from graphs.vote import build_vote_graph, vote_graph
 
 STRATEGIES: dict[str, Callable[..., StateGraph[Any, Any, Any, Any]]] = {
@@ -18,6 +19,8 @@ STRATEGIES: dict[str, Callable[..., StateGraph[Any, Any, Any, Any]]] = {
     "filter-vote": build_filter_vote_graph,
     "best-of-n": build_best_of_n_graph,
     "weighted-best-of-n": lambda n, **kwargs: build_best_of_n_graph(n, weighted=True, **kwargs),
+    "revision": lambda n, **kwargs: build_mix_graph(n, 1, **kwargs),
+    "mix": build_mix_graph,
 }
 """Builders by the name ``ttc run --strategy`` takes; the first argument is the number of samples."""
 
@@ -26,6 +29,8 @@ __all__ = [
     "best_of_n_graph",
     "build_best_of_n_graph",
     "build_filter_vote_graph",
+    "build_mix_graph",
+    "build_revision_graph",
     "build_vote_graph",
     "filter_vote_graph",
     "vote_graph",

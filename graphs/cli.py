@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import sys
 import time
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", "-n", type=_positive, default=8, help="number of proposals (default 8)")
     run.add_argument("--scorer", choices=sorted(SCORERS), default="judge-grade",
                      help="verifier of best-of-n / weighted-best-of-n (default judge-grade)")  # fmt: skip
+    run.add_argument("--chains", type=_positive, help="mix: parallel revision chains (default about sqrt(k))")
+    run.add_argument("--select", choices=["vote", "last", "verifier"], default="vote",
+                     help="revision / mix: how the answer is chosen (default vote)")  # fmt: skip
+    run.add_argument("--max-attempts", type=_positive, default=4, help="revision / mix: attempts a revision sees")
     run.add_argument("--aggregation", choices=["last", "min", "prod", "mean"], default="last",
                      help="how a process scorer's step scores become one (default last)")  # fmt: skip
     run.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"], default="auto",
@@ -122,8 +127,17 @@ SCORERS: dict[str, Callable[[], Scorer]] = {
 
 def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
     """The strategy's graph, with its structural flags."""
+    scoring = {"scorer": SCORERS[args.scorer](), "aggregation": args.aggregation}
     if args.strategy in ("best-of-n", "weighted-best-of-n"):
-        return STRATEGIES[args.strategy](args.k, scorer=SCORERS[args.scorer](), aggregation=args.aggregation)
+        return STRATEGIES[args.strategy](args.k, **scoring)
+    if args.strategy in ("revision", "mix"):
+        revising = {"select": args.select, "max_attempts": args.max_attempts, **scoring}
+        if args.strategy == "revision":
+            return STRATEGIES["revision"](args.k, **revising)
+        chains = args.chains or max(1, round(math.sqrt(args.k)))
+        if chains > args.k:
+            raise ConfigError(f"--chains {chains} exceeds the budget -k {args.k}")
+        return STRATEGIES["mix"](args.k, chains, **revising)
     return STRATEGIES[args.strategy](args.k)
 
 

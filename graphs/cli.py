@@ -67,8 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("question", help="the question to answer")
     run.add_argument("--strategy", "-s", choices=sorted(STRATEGIES), default="filter-vote")
     run.add_argument("-k", "-n", type=_positive, default=8, help="number of proposals (default 8)")
-    run.add_argument("--scorer", choices=sorted(SCORERS), default="judge-grade",
-                     help="verifier of best-of-n / weighted-best-of-n (default judge-grade)")  # fmt: skip
+    run.add_argument(
+        "--scorer",
+        choices=sorted(SCORERS),
+        help="verifier: default judge-grade for best-of-n, revision and mix; self-eval-prm for searches",
+    )
+    run.add_argument("--beam-width", type=_positive, default=4, help="beam-search, lookahead, dvts: M (default 4)")
+    run.add_argument("--lookahead", type=_positive, default=3, help="lookahead: roll-out steps (default 3)")
+    run.add_argument("--max-rounds", type=_positive, help="searches: round limit (default 40; rebase 25)")
+    run.add_argument("--rebase-temperature", type=float, default=0.2, help="rebase: balance temperature T_b")
     run.add_argument("--chains", type=_positive, help="mix: parallel revision chains (default about sqrt(k))")
     run.add_argument("--select", choices=["vote", "last", "verifier"], default="vote",
                      help="revision / mix: how the answer is chosen (default vote)")  # fmt: skip
@@ -127,7 +134,18 @@ SCORERS: dict[str, Callable[[], Scorer]] = {
 
 def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
     """The strategy's graph, with its structural flags."""
-    scoring = {"scorer": SCORERS[args.scorer](), "aggregation": args.aggregation}
+    searches = ("beam-search", "lookahead", "dvts", "rebase")
+    scorer = SCORERS[args.scorer or ("self-eval-prm" if args.strategy in searches else "judge-grade")]()
+    if args.strategy in searches:
+        limits: dict[str, Any] = {"scorer": scorer, **({"max_rounds": args.max_rounds} if args.max_rounds else {})}
+        if args.strategy == "rebase":
+            return STRATEGIES["rebase"](args.k, temperature=args.rebase_temperature, **limits)
+        if args.beam_width > args.k:
+            raise ConfigError(f"--beam-width {args.beam_width} exceeds -k {args.k}")
+        if args.strategy == "lookahead":
+            return STRATEGIES["lookahead"](args.k, args.beam_width, args.lookahead, **limits)
+        return STRATEGIES[args.strategy](args.k, args.beam_width, **limits)
+    scoring = {"scorer": scorer, "aggregation": args.aggregation}
     if args.strategy in ("best-of-n", "weighted-best-of-n"):
         return STRATEGIES[args.strategy](args.k, **scoring)
     if args.strategy in ("revision", "mix"):

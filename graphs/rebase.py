@@ -4,14 +4,30 @@
 (shared/specs/algorithms.md §4): candidates are taken in descending reward order, each gets
 ``W_j = ceil(B · w_j / S)`` children with ``w_j = exp(R_j / T_b)``, then ``B -= W_j`` and
 ``S -= w_j``. The allocations always sum to the budget ``B``.
+
+:func:`build_rebase_graph` is the search: the root gets ``n`` children; each round the budget is
+``n`` minus the finished solutions, and the unfinished nodes of the newest depth share it by
+:func:`allocate` over their rewards (a node allocated nothing is pruned). The answer is the
+weighted Best-of-N over the finished solutions (the paper's scripts use weighted majority).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["allocate"]
+from langgraph.graph import StateGraph
+from langgraph.types import RetryPolicy
+
+from graphs._common import QuestionInput
+from graphs._search import Expansion, Node, SearchOutput, build_search_graph
+from nodes.context import RunContext
+from nodes.endpoint import RETRY_POLICY
+from nodes.scorers import Scorer
+
+__all__ = ["RebasePolicy", "allocate", "build_rebase_graph"]
 
 
 def allocate(rewards: Sequence[float], budget: int, temperature: float = 0.2) -> list[int]:
@@ -52,3 +68,39 @@ def allocate(rewards: Sequence[float], budget: int, temperature: float = 0.2) ->
         left -= share
         remaining_weight -= w
     return out
+
+
+@dataclass(frozen=True)
+class RebasePolicy:
+    temperature: float = 0.2
+    name: str = "rebase"
+
+    def first(self, width: int) -> int:
+        return width
+
+    def expand(self, fresh: list[Node], completed: list[Node], width: int) -> list[Expansion]:
+        budget = width - len(completed)  # each finished solution uses up one unit of width
+        candidates = [n for n in fresh if not n["final"]]
+        if budget <= 0 or not candidates:
+            return []
+        rewards = [n["reward"] if n["reward"] is not None else 0.0 for n in candidates]
+        shares = allocate(rewards, budget, self.temperature)
+        return [{"node": n["id"], "children": w} for n, w in zip(candidates, shares, strict=True) if w > 0]
+
+
+def build_rebase_graph(
+    n: int = 16,
+    *,
+    temperature: float = 0.2,
+    scorer: Scorer | None = None,
+    max_rounds: int = 25,
+    retry: RetryPolicy = RETRY_POLICY,
+) -> StateGraph[Any, RunContext, QuestionInput, SearchOutput]:
+    """Build REBASE with width ``n`` and balance temperature ``T_b`` (depth limit 25 as in the paper).
+
+    Example:
+        >>> graph = build_rebase_graph(n=8, temperature=0.2).compile()
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    return build_search_graph(RebasePolicy(temperature), n, scorer=scorer, max_rounds=max_rounds, retry=retry)

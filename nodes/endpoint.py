@@ -99,6 +99,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     logprobs: list[Any] = field(default_factory=list)
+    stop_reasons: list[Any] = field(default_factory=list)  # vLLM: the matched stop string, None at EOS
 
 
 class _ChatOpenAI(ChatOpenAI):
@@ -116,6 +117,7 @@ class _ChatOpenAI(ChatOpenAI):
             gen.generation_info = {
                 **(generation_info or {}),
                 "finish_reason": choice.get("finish_reason"),
+                "stop_reason": choice.get("stop_reason"),  # vLLM: the stop string that matched
                 "logprobs": choice.get("logprobs"),
             }
         return result
@@ -227,6 +229,7 @@ class LLM:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             logprobs=[(g.generation_info or {}).get("logprobs") for g in generations],
+            stop_reasons=[(g.generation_info or {}).get("stop_reason") for g in generations],
         )
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:

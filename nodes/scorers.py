@@ -183,6 +183,12 @@ class SelfEvalPRM:
         )
         return _yes_probability(completion.logprobs[0] if completion.logprobs else None), usage_of("verify", completion)
 
+    async def score_last(self, question: str, solution: str, ctx: RunContext) -> Scored:
+        """Score only the last step (what a step-level search needs: one call per node)."""
+        steps = split_steps(solution, self.separator) or [solution]
+        value, usage = await self._step(question, steps, ctx)
+        return Scored([value], usage)
+
     async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
         steps = split_steps(solution, self.separator) or [solution]
         results = await asyncio.gather(*(self._step(question, steps[: i + 1], ctx) for i in range(len(steps))))

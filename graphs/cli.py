@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -27,7 +28,7 @@ from nodes.budget import Budget, ledger_totals
 from nodes.context import RunContext
 from nodes.endpoint import LLM, Endpoint
 from nodes.errors import ConfigError, ServerError, TTCError
-from nodes.scorers import JudgeGrade, JudgeVerdict, Scorer, SelfEvalPRM
+from nodes.scorers import JudgeGrade, JudgeVerdict, PoolingPRM, Scorer, SelfEvalPRM
 from nodes.server import DEFAULT_MODEL, PACKAGED_MODELS, EmbeddedServer
 
 __all__ = ["main"]
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(SCORERS),
         help="verifier: default judge-grade for best-of-n, revision and mix; self-eval-prm for searches",
     )
+    run.add_argument("--prm-url", help="pooling-prm: the PRM server (vLLM pooling API), e.g. http://gpu:8001")
+    run.add_argument("--prm-model", help="pooling-prm: the served PRM's name")
     run.add_argument("--beam-width", type=_positive, default=4, help="beam-search, lookahead, dvts: M (default 4)")
     run.add_argument("--lookahead", type=_positive, default=3, help="lookahead: roll-out steps (default 3)")
     run.add_argument("--max-rounds", type=_positive, help="searches: round limit (default 40; rebase 25)")
@@ -125,17 +128,22 @@ def _endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
         yield server.endpoint(**limits)
 
 
-SCORERS: dict[str, Callable[[], Scorer]] = {
-    "judge-verdict": JudgeVerdict,
-    "judge-grade": JudgeGrade,
-    "self-eval-prm": SelfEvalPRM,
+SCORERS: dict[str, Callable[[argparse.Namespace], Scorer]] = {
+    "judge-verdict": lambda args: JudgeVerdict(),
+    "judge-grade": lambda args: JudgeGrade(),
+    "self-eval-prm": lambda args: SelfEvalPRM(),
+    "pooling-prm": lambda args: PoolingPRM(
+        args.prm_url, args.prm_model, api_key=os.environ.get("TTC_PRM_API_KEY") or os.environ.get("TTC_API_KEY")
+    ),
 }
 
 
 def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
     """The strategy's graph, with its structural flags."""
     searches = ("beam-search", "lookahead", "dvts", "rebase")
-    scorer = SCORERS[args.scorer or ("self-eval-prm" if args.strategy in searches else "judge-grade")]()
+    if args.scorer == "pooling-prm" and not (args.prm_url and args.prm_model):
+        raise ConfigError("--scorer pooling-prm needs --prm-url and --prm-model")
+    scorer = SCORERS[args.scorer or ("self-eval-prm" if args.strategy in searches else "judge-grade")](args)
     if args.strategy in searches:
         limits: dict[str, Any] = {"scorer": scorer, **({"max_rounds": args.max_rounds} if args.max_rounds else {})}
         if args.strategy == "rebase":

@@ -12,6 +12,7 @@ Scorers here:
 - :class:`JudgeGrade` — an LLM judge's grade from 1 to 10, mapped to ``[0, 1]``;
 - :class:`SelfEvalPRM` — the policy model's own probability that each step is correct, read from
   ``logprobs`` (works with any OpenAI-compatible endpoint that returns top logprobs);
+- :class:`PoolingPRM` — a process reward model served by vLLM's pooling API, over HTTP;
 - :class:`ReferenceMatch` — 1 if the stated answer equals a known answer (for analysis);
 - :class:`UnitTests` — 1 if the solution's code passes unit tests in :mod:`nodes.sandbox`.
 """
@@ -23,14 +24,16 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+import httpx
 from langchain_core.messages import HumanMessage
 
 from nodes._calls import usage_of
 from nodes.answers import equivalent, extract_answer
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext
+from nodes.errors import PermanentEndpointError, TransientEndpointError
 from nodes.sandbox import run_python_tests
 from nodes.verify import filter_prompt, parse_verdict
 
@@ -40,6 +43,7 @@ __all__ = [
     "Aggregation",
     "JudgeGrade",
     "JudgeVerdict",
+    "PoolingPRM",
     "ReferenceMatch",
     "Scored",
     "Scorer",
@@ -254,3 +258,86 @@ class UnitTests:
         tests = self.tests + (f"\ncheck({self.entry_point})\n" if self.entry_point else "")
         result = await run_python_tests(code, tests, timeout=self.timeout, memory_mb=self.memory_mb)
         return Scored([1.0 if result.passed else 0.0], label=f"{result.status}: {result.detail}"[:200])
+
+
+@dataclass(frozen=True)
+class PoolingPRM:
+    """A process reward model served by vLLM's pooling API (e.g. Qwen2.5-Math-PRM on a GPU server).
+
+    The question and the steps, each followed by ``step_tag``, go to ``POST /pooling`` with the
+    ``token_classify`` task; a step's score is the probability of class ``positive`` at the last
+    token of its tag. Token positions come from vLLM's ``/tokenize`` on each step prefix.
+
+    Args:
+        base_url: the PRM server (``http://host:8000`` or ``.../v1``).
+        model: the served PRM name.
+        step_tag: text that closes each step in the PRM's input (Qwen2.5-Math-PRM: ``"<extra_0>"``).
+        positive: index of the "step is correct" class.
+        api_key: bearer token, if the server wants one (never printed).
+    """
+
+    base_url: str
+    model: str
+    step_tag: str = "\n\n"
+    separator: str = "\n\n"
+    positive: int = 1
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 120.0
+    transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False, compare=False)  # tests
+    name: str = "pooling-prm"
+    process: bool = True
+
+    def _root(self) -> str:
+        return self.base_url.rstrip("/").removesuffix("/v1")
+
+    async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, object]) -> dict[str, Any]:
+        try:
+            response = await client.post(self._root() + path, json=body)
+        except httpx.TransportError as exc:
+            raise TransientEndpointError(
+                f"PRM endpoint {self._root()} could not be reached", base_url=self._root()
+            ) from exc
+        if response.status_code >= 400:
+            message = f"PRM endpoint {self._root()}{path} answered HTTP {response.status_code}: {response.text[:200]}"
+            error = (
+                TransientEndpointError
+                if response.status_code == 429 or response.status_code >= 500
+                else PermanentEndpointError
+            )
+            raise error(" ".join(message.split()), base_url=self._root(), status=response.status_code)
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
+        steps = split_steps(solution, self.separator) or [solution]
+        prefixes = [question.strip() + "\n\n"]
+        for s in steps:
+            prefixes.append(prefixes[-1] + s.strip() + self.step_tag)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        async with httpx.AsyncClient(timeout=self.timeout, headers=headers, transport=self.transport) as client:
+            pooled, *tokenized = await asyncio.gather(
+                self._post(client, "/pooling", {"model": self.model, "input": prefixes[-1], "task": "token_classify"}),
+                *(self._post(client, "/tokenize", {"model": self.model, "prompt": p}) for p in prefixes[1:]),
+            )
+        rows = pooled["data"][0]["data"]
+        scores: list[float | None] = []
+        for t in tokenized:
+            position = int(t["count"]) - 1
+            row = rows[position] if 0 <= position < len(rows) else None
+            scores.append(_class_probability(row, self.positive))
+        prompt_tokens = int((pooled.get("usage") or {}).get("prompt_tokens") or 0)
+        return Scored(
+            scores, {"verify": {"requests": 1, "calls": 1, "prompt_tokens": prompt_tokens, "completion_tokens": 0}}
+        )
+
+
+def _class_probability(row: object, positive: int) -> float | None:
+    """The probability of class ``positive`` from a row of class probabilities (or logits)."""
+    if not isinstance(row, list) or len(row) <= positive:
+        return None
+    values = [float(v) for v in row]
+    if all(0.0 <= v <= 1.0 for v in values) and abs(sum(values) - 1.0) < 1e-3:
+        return values[positive]
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    return exps[positive] / sum(exps)

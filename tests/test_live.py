@@ -137,3 +137,37 @@ def test_cli_json_against_the_live_server(live_endpoint: Endpoint) -> None:
     assert result["tokens"]["calls"] == 3 and result["tokens"]["completion_tokens"] > 0
     assert result["endpoint"] == {"base_url": live_endpoint.base_url, "model": live_endpoint.model}
     assert "sk-live-test-secret" not in proc.stdout + proc.stderr
+
+
+STRATEGY_FLAGS = {
+    "vote": [],
+    "filter-vote": [],
+    "best-of-n": [],
+    "weighted-best-of-n": ["--scorer", "self-eval-prm", "--aggregation", "min"],
+    "beam-search": ["--beam-width", "1", "--max-rounds", "2"],
+    "lookahead": ["--beam-width", "1", "--lookahead", "1", "--max-rounds", "2"],
+    "dvts": ["--beam-width", "1", "--max-rounds", "2"],
+    "rebase": ["--max-rounds", "2"],
+    "revision": ["--max-attempts", "1"],
+    "mix": ["--chains", "1", "--select", "verifier", "--scorer", "judge-verdict"],
+}
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGY_FLAGS))
+def test_every_strategy_runs_on_the_real_server(
+    strategy: str, live_endpoint: Endpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from graphs.cli import main
+
+    argv = ["run", "--strategy", strategy, "-k", "2", "--max-tokens", "24", "--judge-max-tokens", "24", "--json",
+            "--quiet", "--base-url", live_endpoint.base_url, "--model", live_endpoint.model,
+            *STRATEGY_FLAGS[strategy], "What is 3 + 4?"]  # fmt: skip
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    assert result["strategy"] == strategy
+    assert result["tokens"]["calls"] >= 2 and result["tokens"]["completion_tokens"] > 0
+    assert result["failures"] == [], result["failures"]
+    if result["answer"] is not None:
+        assert any(result["answer"] == c["answer"] for c in result["candidates"])

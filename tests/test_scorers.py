@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
-from nodes.scorers import JudgeGrade, JudgeVerdict, ReferenceMatch, SelfEvalPRM, UnitTests, aggregate, split_steps
+from nodes import PermanentEndpointError
+from nodes.scorers import (
+    JudgeGrade,
+    JudgeVerdict,
+    PoolingPRM,
+    ReferenceMatch,
+    SelfEvalPRM,
+    UnitTests,
+    aggregate,
+    split_steps,
+)
 from tests.fakes import FakeServer, Request, arithmetic_truth, default_reply
 
 
@@ -83,3 +94,33 @@ def test_aggregate_and_split() -> None:
     with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate([1.0], "max")  # type: ignore[arg-type]
     assert split_steps("a\n\nb\n\n\n\nc\n\n") == ["a", "b", "c"]
+
+
+def pooling_server(request: httpx.Request) -> httpx.Response:
+    """A fake vLLM pooling server: a token is a word; P(correct) is 0.9 at words with 'good'."""
+    import json as _json
+
+    body = _json.loads(request.content)
+    if request.url.path == "/tokenize":
+        return httpx.Response(200, json={"count": len(body["prompt"].split()), "tokens": []})
+    assert request.url.path == "/pooling" and body["task"] == "token_classify"
+    rows = [[0.1, 0.9] if "good" in w else [0.8, 0.2] for w in body["input"].split()]
+    return httpx.Response(200, json={"data": [{"index": 0, "data": rows}], "usage": {"prompt_tokens": len(rows)}})
+
+
+async def test_pooling_prm_reads_step_scores_at_the_end_of_each_step() -> None:
+    prm = PoolingPRM("http://prm.test/v1", "prm", transport=httpx.MockTransport(pooling_server))
+    scored = await prm.score(
+        "What is 2+3?", "First step is good\n\nthen a bad one\n\nfinally good", FakeServer().context()
+    )
+    assert scored.steps == [pytest.approx(0.9), pytest.approx(0.2), pytest.approx(0.9)]
+    assert scored.usage["verify"]["calls"] == 1 and scored.usage["verify"]["prompt_tokens"] > 0
+
+
+async def test_pooling_prm_errors_are_classified() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"error": "The model does not support Pooling API"})
+
+    prm = PoolingPRM("http://prm.test", "prm", transport=httpx.MockTransport(refuse))
+    with pytest.raises(PermanentEndpointError, match="HTTP 404"):
+        await prm.score("q", "a step", FakeServer().context())

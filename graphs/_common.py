@@ -98,7 +98,7 @@ def check_question(state: VoteState) -> str:
 
 
 def worst_case_tokens(ledger: Ledger | None, kind: str, prompt: str, completion_limit: int) -> int:
-    """An estimate of one more call's tokens: the largest per-request prompt seen so far for
+    """An estimate of one more call's tokens: the average prompt per request seen so far for
     this node kind (or the prompt's length in characters, an overestimate, before any call)
     plus the completion limit."""
     usage = (ledger or {}).get(kind)
@@ -106,9 +106,14 @@ def worst_case_tokens(ledger: Ledger | None, kind: str, prompt: str, completion_
     return prompt_tokens + completion_limit
 
 
-def plan_proposals(state: VoteState, ctx: RunContext, k: int) -> tuple[list[ProposeTask], BudgetReport | None]:
+def plan_proposals(
+    state: VoteState, ctx: RunContext, k: int, *, calls_per_sample: int = 1, owed: int = 0
+) -> tuple[list[ProposeTask], BudgetReport | None]:
     """The next wave of propose requests toward ``k`` samples, trimmed to the budget.
 
+    ``calls_per_sample`` reserves budget for the calls each sample will need later (a
+    Filter-Vote sample is also judged), and ``owed`` for the later calls of samples already
+    drawn, so a cap never leaves samples that cannot be judged.
     Returns the tasks (empty when done) and a budget report when a cap stopped the proposals.
     """
     question = check_question(state)
@@ -121,7 +126,8 @@ def plan_proposals(state: VoteState, ctx: RunContext, k: int) -> tuple[list[Prop
     per_call = worst_case_tokens(
         state.get("ledger"), "propose", propose_prompt(question, ctx.answer_format), ctx.max_tokens
     )
-    allowed = ctx.budget.allowance(state.get("ledger"), want=want, tokens_per_call=per_call)
+    fits = ctx.budget.allowance(state.get("ledger"), want=want * calls_per_sample + owed, tokens_per_call=per_call)
+    allowed = max(fits - owed, 0) // max(calls_per_sample, 1)
     if allowed <= 0:
         spent = ledger_totals(state.get("ledger"))
         note = (
@@ -168,10 +174,10 @@ def plan_judging(
     """The candidates to judge or score next (those not in ``done``), trimmed to the budget.
 
     ``calls`` says how many LLM calls judging a candidate takes (a process reward model makes
-    one per step); nothing is planned once a budget report says the budget is spent.
+    one per step). When nothing more fits, the budget report says how many are left unjudged.
     """
     pending = sorted((c for c in state.get("candidates") or [] if c["index"] not in done), key=lambda c: c["index"])
-    if not pending or report is not None:
+    if not pending:
         return [], report
     longest = max(pending, key=lambda c: len(c["text"]))
     per_call = worst_case_tokens(state.get("ledger"), kind, prompt(longest), ctx.judge_max_tokens)
@@ -183,7 +189,7 @@ def plan_judging(
             break
         chosen.append(c)
         used += calls(c)
-    if len(chosen) < len(pending):
+    if not chosen:  # a trimmed wave is not the end: the next tally plans the rest if it fits
         spent = ledger_totals(state.get("ledger"))
         report = {
             "exhausted": True,

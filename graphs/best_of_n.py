@@ -109,7 +109,8 @@ def build_best_of_n_graph(
         guard_rounds(state, limit=2 * n + 3)
         ctx = context_of(runtime)
         update: dict[str, Any] = {"rounds": 1}
-        proposals, report = plan_proposals(state, ctx, n)
+        owed = len(state.get("candidates") or []) - len(state.get("scores") or [])
+        proposals, report = plan_proposals(state, ctx, n, calls_per_sample=2, owed=owed)
         if proposals:
             update["plan"] = {"node": "propose", "tasks": proposals}
             return update

@@ -75,7 +75,8 @@ def build_filter_vote_graph(
         guard_rounds(state, limit=2 * k + 3)
         ctx = context_of(runtime)
         update: dict[str, Any] = {"rounds": 1}
-        proposals, report = plan_proposals(state, ctx, k)
+        owed = len(state.get("candidates") or []) - len(state.get("verdicts") or [])
+        proposals, report = plan_proposals(state, ctx, k, calls_per_sample=2, owed=owed)
         if proposals:
             update["plan"] = {"node": "propose", "tasks": proposals}
             return update

@@ -28,6 +28,7 @@ class PoolReport:
     bands: dict[str, Band]  # "Vote", "Vote (easy)", "Vote (hard)", "Filter-Vote", ... over questions
     n_easy: int
     n_hard: int
+    n_tie: int
     fit_upto: int
     laws: list[ItemLaw]
     best_observed: int
@@ -52,7 +53,7 @@ def _law_for(q: QuestionPool, ks: np.ndarray, observed: np.ndarray) -> ItemLaw:
 
 
 def analyze_pool(
-    questions: Sequence[QuestionPool], *, fit_upto: int = 5, resamples: int = 2000, seed: int = 0
+    questions: Sequence[QuestionPool], *, fit_upto: int = 7, resamples: int = 2000, seed: int = 0
 ) -> PoolReport:
     """Exact curves, bands, the easy/hard split and the scaling-law prediction for a pool."""
     curves = pool_curves(questions)
@@ -60,17 +61,20 @@ def analyze_pool(
     easy = curves.easy()
     bands: dict[str, Band] = {}
     judged = not np.isnan(curves.filter_vote).any()
-    for name, matrix in (("Vote", curves.vote), ("Filter-Vote", curves.filter_vote if judged else None)):
+    # Vote is split by d_V, Filter-Vote by d_F; items with d = 0 (a tie for the mode) are neither.
+    for name, matrix, filtered in (("Vote", curves.vote, False),
+                                   ("Filter-Vote", curves.filter_vote if judged else None, True)):  # fmt: skip
         if matrix is None:
             continue
         bands[name] = bootstrap_band(matrix, resamples=resamples, seed=seed)
-        for label, mask in (("easy", easy), ("hard", ~easy)):
+        for label, mask in (("easy", curves.easy(filtered)), ("hard", curves.hard(filtered))):
             if mask.any():
                 bands[f"{name} ({label})"] = bootstrap_band(matrix[mask], resamples=resamples, seed=seed)
     bands["pass@K"] = bootstrap_band(curves.pass_at, resamples=resamples, seed=seed)
 
     fit_upto = min(fit_upto, int(ks.max()))
-    fit_cols = ks <= fit_upto
+    # odd K only: with random tie-breaking Vote@2m equals Vote@(2m-1), a staircase the law lacks
+    fit_cols = (ks <= fit_upto) & (ks % 2 == 1)
     laws = [_law_for(q, ks[fit_cols], curves.vote[i, fit_cols]) for i, q in enumerate(questions)]
     mean_vote = curves.vote.mean(axis=0)
     best = int(np.argmax(mean_vote))
@@ -89,7 +93,8 @@ def analyze_pool(
                 "p(correct)": (counts[key] if key else 0) / q.size,
                 "top answers": ", ".join(f"{a} ×{c}" for a, c in top) + (f", none ×{none}" if none else ""),
                 "d_V": float(curves.difficulty[i]),
-                "easy": bool(easy[i]),
+                "d_F": float(curves.difficulty_filter[i]),
+                "class": "easy" if curves.difficulty[i] < 0 else "hard" if curves.difficulty[i] > 0 else "tie",
                 "Vote@1": float(curves.vote[i, 0]),
                 f"Vote@{int(ks[-1])}": float(curves.vote[i, -1]),
             }
@@ -99,7 +104,8 @@ def analyze_pool(
         ks=ks,
         bands=bands,
         n_easy=int(easy.sum()),
-        n_hard=int((~easy).sum()),
+        n_hard=int(curves.hard().sum()),
+        n_tie=int((curves.difficulty == 0).sum()),
         fit_upto=fit_upto,
         laws=laws,
         best_observed=int(ks[best]),

@@ -27,7 +27,7 @@ import numpy as np
 from graphs.filter_vote import build_filter_vote_graph
 from graphs.scaling import pass_at_k, subset_filter_vote_accuracy, subset_vote_accuracy
 from graphs.vote import build_vote_graph
-from nodes.answers import equivalent, group_answers
+from nodes.answers import AnswerFormat, equivalent, extract_answer, group_answers
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext
 
@@ -45,8 +45,7 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE TABLE IF NOT EXISTS usage (
     qid TEXT NOT NULL, first_idx INTEGER NOT NULL, kind TEXT NOT NULL,
-    requests INTEGER, calls INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER,
-    PRIMARY KEY (qid, first_idx, kind)
+    requests INTEGER, calls INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -150,14 +149,23 @@ class Pool:
     def size(self, qid: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM samples WHERE qid = ?", (qid,)).fetchone()[0])
 
-    def question(self, qid: str, limit: int | None = None) -> QuestionPool:
-        """A question with its first ``limit`` samples (all by default)."""
+    def question(self, qid: str, limit: int | None = None, *, reextract: bool = True) -> QuestionPool:
+        """A question with its first ``limit`` samples (all by default).
+
+        With ``reextract`` the answers are read again from the sample texts with the current
+        :func:`nodes.answers.extract_answer` (in the pool's answer format), so an improved
+        extractor applies to samples drawn before it; otherwise the answers as stored.
+        """
         row = self._db.execute("SELECT question, correct, info FROM questions WHERE qid = ?", (qid,)).fetchone()
         if row is None:
             raise KeyError(qid)
         rows = self._db.execute(
-            "SELECT idx, answer, verdict FROM samples WHERE qid = ? ORDER BY idx LIMIT ?", (qid, limit or -1)
+            "SELECT idx, answer, verdict, text FROM samples WHERE qid = ? ORDER BY idx LIMIT ?", (qid, limit or -1)
         ).fetchall()
+        if reextract:
+            setting = self._db.execute("SELECT value FROM settings WHERE key = 'answer_format'").fetchone()
+            fmt: AnswerFormat = json.loads(setting[0]) if setting else "auto"
+            rows = [(idx, extract_answer(text, fmt), verdict, text) for idx, _, verdict, text in rows]
         if [r[0] for r in rows] != list(range(len(rows))):
             raise ValueError(f"pool {self.path}: samples of {qid!r} are not numbered 0..{len(rows) - 1}")
         return QuestionPool(qid, row[0], row[1], json.loads(row[2]), [r[1] for r in rows], [r[2] for r in rows])
@@ -204,9 +212,10 @@ class Pool:
 
         Samples are drawn through the Filter-Vote graph (with ``judge``: every sample also gets
         the judge's verdict) or the Vote graph. A question with ``n < m`` samples gets a run of
-        ``k = m - n`` with seed ``context.seed + n``, so sample ``i`` always has seed
-        ``context.seed + i``. A run with failed samples stores the ones it got: a question
-        never holds a gap, and a later call retries the rest.
+        ``k = m - n`` samples starting at sample ``n`` (seeds ``context.seed + n`` onwards; the
+        samples of one ``n``-request share its seed, which vLLM varies per sample). A run with
+        failed samples stores the ones it got up to the first gap: a question never holds a
+        gap, and a later call draws the rest.
         """
         self.check_settings({"model": context.llm.endpoint.model, "temperature": context.temperature,
                              "max_tokens": context.max_tokens, "seed": context.seed, "judge": judge,
@@ -248,9 +257,16 @@ class PoolCurves:
     filter_vote: np.ndarray  # Filter-Vote with K generations (2K LLM calls); NaN without verdicts
     pass_at: np.ndarray  # pass@K
     difficulty: np.ndarray  # d_V of each question's empirical distribution
+    difficulty_filter: np.ndarray  # d_F: d_V of the kept samples' distribution (NaN without verdicts)
 
-    def easy(self) -> np.ndarray:
-        return self.difficulty < 0
+    def easy(self, filtered: bool = False) -> np.ndarray:
+        """Easy items: ``d < 0`` (ties, ``d = 0``, are neither easy nor hard)."""
+        d = self.difficulty_filter if filtered else self.difficulty
+        return np.asarray(d < 0)
+
+    def hard(self, filtered: bool = False) -> np.ndarray:
+        d = self.difficulty_filter if filtered else self.difficulty
+        return np.asarray(d > 0)
 
 
 def pool_curves(questions: Sequence[QuestionPool], ks: Sequence[int] | None = None) -> PoolCurves:
@@ -268,6 +284,7 @@ def pool_curves(questions: Sequence[QuestionPool], ks: Sequence[int] | None = No
     filt = np.full((len(questions), len(ks)), np.nan)
     pas = np.zeros((len(questions), len(ks)))
     diff = np.zeros(len(questions))
+    diff_f = np.full(len(questions), np.nan)
     for i, q in enumerate(questions):
         counts, none, key = q.counts()
         wrong_best = max((c for a, c in counts.items() if a != key), default=0)
@@ -280,6 +297,11 @@ def pool_curves(questions: Sequence[QuestionPool], ks: Sequence[int] | None = No
             kept, kept_none, _ = q.counts(kept_idx)
             unkept, unkept_none, _ = q.counts(unkept_idx)
             kept, unkept = _rekey(kept, counts), _rekey(unkept, counts)
+            if kept:  # d_F: the same difference on the judge-kept samples (else the fall-back decides)
+                best_kept_wrong = max((c for a, c in kept.items() if a != key), default=0)
+                diff_f[i] = (best_kept_wrong - kept.get(key, 0) if key else best_kept_wrong) / sum(kept.values())
+            else:
+                diff_f[i] = diff[i]
         for j, k in enumerate(ks):
             vote[i, j] = subset_vote_accuracy(counts, key, k, none=none) if key else 0.0
             pas[i, j] = pass_at_k(q.size, correct_n, k)
@@ -289,7 +311,7 @@ def pool_curves(questions: Sequence[QuestionPool], ks: Sequence[int] | None = No
                     if key
                     else 0.0
                 )
-    return PoolCurves([q.qid for q in questions], ks, vote, filt, pas, diff)
+    return PoolCurves([q.qid for q in questions], ks, vote, filt, pas, diff, diff_f)
 
 
 def _rekey(part: dict[str, int], whole: dict[str, int]) -> dict[str, int]:

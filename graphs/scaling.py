@@ -209,9 +209,10 @@ def filter_vote_accuracy(dist: Dist, keep: Mapping[str | None, float], correct: 
     accuracy = 0.0
     if kept_mass > 0:
         accuracy += vote_accuracy({**kept, None: kept.get(None, 0.0) + max(unkept_mass, 0.0)}, correct, k)
-    if unkept_mass > _EPS:
-        fallback = {a: v / unkept_mass for a, v in unkept.items() if v > 0}
-        accuracy += unkept_mass**k * vote_accuracy(fallback, correct, k)
+    unkept_total = math.fsum(unkept.values())
+    if unkept_total > _EPS:
+        fallback = {a: v / unkept_total for a, v in unkept.items() if v > 0}
+        accuracy += unkept_total**k * vote_accuracy(fallback, correct, k)
     return min(1.0, max(0.0, accuracy))
 
 
@@ -277,9 +278,13 @@ def subset_vote_accuracy(counts: Mapping[str, int], correct: str, k: int, none: 
         free = rest - sum(capped)
         # state[t][j]: weight of choosing j samples among the processed answers with t ties
         state = np.exp([[_log_comb(free, j) - _log_comb(rest, n) for j in range(n + 1)]])
+        log_scale = 0.0  # each answer's weights are divided by their largest, to stay finite
         for v in capped:
-            below = np.exp([_log_comb(v, y) for y in range(min(x, n + 1))])
-            tie = math.exp(_log_comb(v, x)) if x <= n else 0.0
+            logs = [_log_comb(v, y) for y in range(min(x, n + 1))] + ([_log_comb(v, x)] if x <= n else [])
+            top = max(logs)
+            log_scale += top
+            below = np.exp(np.array(logs[: min(x, n + 1)]) - top)
+            tie = math.exp(_log_comb(v, x) - top) if x <= n else 0.0
             new = np.zeros((state.shape[0] + 1, n + 1))
             for t in range(state.shape[0]):
                 new[t] += np.convolve(state[t], below)[: n + 1]
@@ -287,7 +292,8 @@ def subset_vote_accuracy(counts: Mapping[str, int], correct: str, k: int, none: 
                     new[t + 1, x:] += tie * state[t, : n + 1 - x]
             state = new
         inner = sum(float(state[t, n]) / (t + 1) for t in range(state.shape[0]))
-        total += math.exp(log_px) * inner
+        if inner > 0:
+            total += math.exp(log_px + log_scale + math.log(inner))
     return min(1.0, max(0.0, total))
 
 
@@ -387,6 +393,8 @@ def _t_r(alpha: float, p1: float, p2: float) -> tuple[float, float]:
 def bilevel_shape(alpha: float, p1: float, p2: float) -> Shape:
     """The shape of ``F(K)`` over odd ``K``: ``sign F(K+2) − F(K) = sign(t − r^m)``, ``m=(K+1)/2``."""
     t, r = _t_r(alpha, p1, p2)
+    if math.isclose(r, 1.0, rel_tol=1e-12):  # p1 + p2 = 1: every step has the sign of t - 1
+        return "increasing" if t >= 1 else "decreasing"
     if r > 1:
         return "inverse-U" if t > r else "decreasing"
     return "U" if t < r else "increasing"
@@ -404,7 +412,7 @@ def exact_turning_point(alpha: float, p1: float, p2: float, k_max: int = 100_001
     shape = bilevel_shape(alpha, p1, p2)
     if shape in ("increasing", "decreasing"):
         return None
-    t, r = _t_r(alpha, p1, p2)
+    t, r = _t_r(alpha, p1, p2)  # r != 1 here
     rising_first = shape == "inverse-U"
     k = 1
     while k <= k_max:

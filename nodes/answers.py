@@ -4,8 +4,11 @@ Extraction only takes answers the model *states*: the last ``\\boxed{...}``, or 
 "the answer is ...", "final answer: ..." or ``#### ...``. A reply that states no answer gives
 ``None``: it is recorded as such and never guessed (no "last number in the text" fallback).
 
-Equivalence of mathematical answers is decided by math-verify (``0.5`` and ``\\frac{1}{2}``,
-``1,000`` and ``1000``); multiple-choice letters compare as letters (``(B)`` and ``B``).
+Equivalence: numbers written plainly (``0.5``, ``1,000``, ``3/4``, ``\\frac{1}{2}``) compare
+exactly as rationals, which is both what math-verify decides for them and much faster; every
+other pair of answers (expressions, percentages, intervals, ...) is decided by math-verify.
+Option letters compare as letters (``(B)`` and ``B``); a lone lowercase letter such as ``e``
+is a symbol, not an option.
 :func:`group_answers` turns a list of answers into groups of equivalent ones, which is what a
 vote counts.
 """
@@ -24,14 +27,15 @@ __all__ = ["AnswerFormat", "AnswerGroup", "equivalent", "extract_answer", "group
 
 AnswerFormat = Literal["auto", "number", "math", "choice"]
 
-_CHOICE = re.compile(r"^\(?\s*([A-Ja-j])\s*\)?[.:]?$")
+_CHOICE = re.compile(r"^(?:\(\s*([A-Ja-j])\s*\)|([A-J])\)?)[.:]?$")  # "(b)", "B", "B)": not a bare "e"
 _ANSWER_IS = re.compile(
-    r"(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*(?:is)?\s*:?|answer\s*:|^####)\s*[:\-]?\s*(.+?)\s*$",
+    r"(?:the\s+(?:\w+\s+)?answer\s+is|final\s+answer\s*(?:is)?\s*:?|answer\s*:|^####)\s*[:\-]?\s*(.+?)\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
-_NUMBER = re.compile(r"^[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?%?$")
+_NUMBER = re.compile(r"^[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?$")
 _FRAC = re.compile(r"^[-+]?\\[dt]?frac\{\s*(-?\d+)\s*\}\{\s*(-?\d+)\s*\}$|^[-+]?(\d+)\s*/\s*(\d+)$")
 _PLACEHOLDERS = frozenset({"X", "N", "(X)"})
+_LEADING_NUMBER = re.compile(r"^[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:\s*/\s*\d+)?")
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
 
 
@@ -62,7 +66,8 @@ def _strip(answer: str) -> str:
         answer = inner
     answer = answer.strip().strip("$").strip()
     answer = re.sub(r"^\*\*(.*)\*\*$", r"\1", answer).strip()  # markdown bold
-    answer = re.sub(r"^[NX]\s*=\s*(?=\S)", "", answer)  # "the answer is N = 15": the placeholder, assigned
+    # "the answer is N = 15", "N, 122", "N, which is 11": the prompt's placeholder, then the answer
+    answer = re.sub(r"^[NX]\s*(?:=|:|,\s*(?:which\s+is\s+)?|\bis\s+)\s*(?=\S)", "", answer)
     answer = answer.rstrip(".。!").strip()
     return answer
 
@@ -106,14 +111,17 @@ def extract_answer(text: str, fmt: AnswerFormat = "auto") -> str | None:
     if fmt in ("auto", "number") and answer in _PLACEHOLDERS:
         return None  # the model copied the prompt's placeholder ("The answer is N")
     if fmt == "number":
-        m = re.match(r"^[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?", answer)
-        return m.group(0).replace("$", "").strip() if m and re.search(r"\d", m.group(0)) else None
+        # "7 + 8 = 15" states 15: the number after the last "=" is the answer
+        answer = answer.rsplit("=", 1)[-1].strip()
+        m = _LEADING_NUMBER.match(answer)
+        if not m or not re.search(r"\d", m.group(0)):
+            return None
+        return m.group(0).replace("$", "").replace(" ", "")
     return answer or None
 
 
 def _as_fraction(answer: str) -> Fraction | None:
     s = answer.replace("$", "").replace(" ", "")
-    s = s.rstrip("%") if s.endswith("%") else s
     if _NUMBER.match(s) and re.search(r"\d", s):
         return Fraction(s.replace(",", ""))
     m = _FRAC.match(s)
@@ -140,7 +148,7 @@ def normalize(answer: str) -> str:
     stripped = _strip(answer)
     m = _CHOICE.match(stripped)
     if m:
-        return m.group(1).upper()
+        return (m.group(1) or m.group(2)).upper()
     value = _as_fraction(stripped)
     if value is not None:
         return str(value)

@@ -76,9 +76,10 @@ class Budget:
     Args:
         max_calls: most LLM calls (generated samples, over all node kinds). Never exceeded.
         max_tokens: most prompt + completion tokens. Before each wave of calls the graph trims
-            the wave to what fits if every call used its worst case (the largest prompt seen so
-            far, or the prompt's length in characters before the first call, plus the
-            completion limit), so the cap holds unless a prompt tokenizes longer than that.
+            the wave to what fits if every call used the average prompt seen so far for its node
+            kind (the prompt's length in characters before the first call) plus its whole
+            completion limit: an estimate, so a prompt longer than the average can overshoot
+            the cap by a little.
 
     When a cap stops a graph early it decides with the samples it has and says so in its
     output (``budget["exhausted"]``).

@@ -23,8 +23,9 @@ class RunContext:
         llm: the endpoint's client.
         temperature: sampling temperature of proposals and revisions.
         max_tokens: completion limit of proposals, critiques and revisions.
-        seed: base seed; sample ``i`` is requested with seed ``seed + i`` (a request for ``n``
-            samples uses its first sample's seed), so a run is reproducible.
+        seed: base seed. A request for samples ``i .. i+n-1`` is sent with seed ``seed + i``;
+            vLLM varies the samples of one request itself, so the same settings reproduce the
+            same samples (separate requests, ``max_n=1``, give sample ``i`` seed ``seed + i``).
         judge_temperature: temperature of verify calls (0.1 as in Chen et al.).
         judge_max_tokens: completion limit of verify calls.
         answer_format: how final answers are read (see :func:`nodes.answers.extract_answer`).

@@ -236,7 +236,7 @@ class LLM:
         status = exc.status_code
         detail = _one_line(_error_message(exc))
         message = f"endpoint {self.endpoint.base_url} answered HTTP {status}: {detail}"
-        if status in (408, 409, 425, 429) or status >= 500:
+        if status in (408, 409, 425, 429) or (status >= 500 and status not in (501, 505)):
             return TransientEndpointError(message, base_url=self.endpoint.base_url, status=status)
         return PermanentEndpointError(message, base_url=self.endpoint.base_url, status=status)
 
@@ -280,7 +280,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TransientEndpointError | NodeTimeoutError):
         return True
     if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 425, 429) or exc.status_code >= 500
+        return exc.status_code in (408, 409, 425, 429) or (exc.status_code >= 500 and exc.status_code not in (501, 505))
     return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | httpx.TransportError)
 
 

@@ -31,7 +31,7 @@ def test_extract_answer(text: str, fmt: str, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [("0.5", "\\frac{1}{2}"), ("(B)", "B"), ("b", "B"), ("1,000", "1000"), ("42", "42.0"), ("\\boxed{3}", "3"),
+    [("0.5", "\\frac{1}{2}"), ("(B)", "B"), ("(b)", "B"), ("1,000", "1000"), ("42", "42.0"), ("\\boxed{3}", "3"),
      ("$12$", "12"), ("\\dfrac{3}{4}", "0.75"), ("x+1", "1+x"), ("\\sqrt{4}", "2")],
 )  # fmt: skip
 def test_equivalent(a: str, b: str) -> None:
@@ -51,3 +51,23 @@ def test_normalize_canonical_forms() -> None:
 def test_group_answers_merges_equivalents_in_first_seen_order() -> None:
     groups = group_answers(["\\frac{1}{2}", "3", None, "0.5", "3.0", "x"])
     assert [(g.answer, g.members) for g in groups] == [("\\frac{1}{2}", [0, 3]), ("3", [1, 4]), ("x", [5])]
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt", "expected"),
+    [
+        ("The answer is 7 + 8 = 15.", "number", "15"),
+        ("The answer is 3/4.", "number", "3/4"),
+        ("The correct answer is (B).", "auto", "B"),
+        ("The final answer is 12.", "number", "12"),
+        ("The answer is N, 122.", "number", "122"),
+        ("The answer is N, which is 11.", "number", "11"),
+        ("So the answer is N: 9", "number", "9"),
+    ],
+)
+def test_extraction_of_restated_answers(text: str, fmt: str, expected: str) -> None:
+    assert extract_answer(text, fmt) == expected  # type: ignore[arg-type]
+
+
+def test_a_lowercase_letter_alone_is_not_an_option() -> None:
+    assert normalize("e") == "e" and not equivalent("e", "E")  # Euler's e, not option E

@@ -68,12 +68,27 @@ async def test_a_failed_judge_call_is_an_error_verdict_and_the_vote_goes_on() ->
     assert out["answer"] == "42"
 
 
-async def test_budget_leaves_candidates_unjudged_and_says_so(fake: FakeServer) -> None:
+async def test_a_call_cap_keeps_a_judge_call_for_every_proposal(fake: FakeServer) -> None:
     out = await run(fake, 4, budget=Budget(max_calls=6))
-    assert out["ledger"]["propose"]["calls"] == 4 and out["ledger"]["verify"]["calls"] == 2
-    assert len(out["verdicts"]) == 2
-    assert out["budget"]["exhausted"] and "2 of 4 candidates unjudged" in out["budget"]["note"]
+    assert out["ledger"]["propose"]["calls"] == 3 and out["ledger"]["verify"]["calls"] == 3
+    assert len(out["verdicts"]) == 3  # every candidate judged: the filter still filters
+    assert out["budget"]["exhausted"] and "3 of 4 proposals" in out["budget"]["note"]
     assert out["answer"] == "42"
+
+
+async def test_a_token_cap_holds_and_every_proposal_made_is_judged() -> None:
+    def verbose(req: Request) -> str:  # long judge replies
+        return ("word " * 300 + "[[correct]]") if "conclude with either" in req.prompt else policy(req)
+
+    out = await run(FakeServer(reply=verbose), 4, budget=Budget(max_tokens=1400), judge_max_tokens=400)
+    spent = sum(u["prompt_tokens"] + u["completion_tokens"] for u in out["ledger"].values())
+    assert spent <= 1400 and out["budget"]["exhausted"]
+    assert 0 < len(out["candidates"]) < 4 and len(out["verdicts"]) == len(out["candidates"])
+
+
+async def test_a_cap_that_was_not_reached_is_not_reported() -> None:
+    out = await run(FakeServer(), 4, budget=Budget(max_calls=100))
+    assert out["budget"] == {"exhausted": False, "note": None} and len(out["verdicts"]) == 4
 
 
 def test_the_drawing_shows_proposals_judges_and_vote() -> None:

@@ -179,7 +179,7 @@ def test_subset_filter_vote_matches_enumeration(k: int) -> None:
 
 def test_subset_vote_of_the_whole_pool_is_deterministic() -> None:
     assert subset_vote_accuracy({"c": 4, "w": 3}, "c", 7) == 1.0
-    assert subset_vote_accuracy({"c": 3, "w": 3}, "c", 6) == 0.5
+    assert subset_vote_accuracy({"c": 3, "w": 3}, "c", 6) == pytest.approx(0.5, abs=1e-12)
 
 
 def test_bilevel_reproduces_both_synthetic_cases_of_the_paper() -> None:
@@ -220,3 +220,17 @@ def test_scaling_law_fit_recovers_a_known_item_and_the_optimal_k() -> None:
     easy, hard = ItemLaw(0.05, 0.3, 0.5, True), ItemLaw(0.002, 0.05, 0.5, False)
     curve = predict_task([easy, hard], np.arange(1, 1001))
     assert optimal_k([easy, hard], np.arange(1, 1001)) == int(np.argmax(curve)) + 1
+
+
+def test_edge_cases_found_in_review() -> None:
+    # a judge that keeps (almost) everything: the fall-back is normalised by what is not kept
+    assert filter_vote_accuracy({"A": 0.6, "B": 0.4}, {"A": 1.0, "B": 1 - 1e-12}, "A", 3) == pytest.approx(
+        vote_accuracy({"A": 0.6, "B": 0.4}, "A", 3), abs=1e-9
+    )
+    # p1 + p2 = 1 gives r = 1: a monotone curve, no turning point
+    assert bilevel_shape(0.7, 0.7, 0.3) == "increasing" and exact_turning_point(0.7, 0.7, 0.3) is None
+    assert bilevel_shape(0.3, 0.7, 0.3) == "decreasing"
+    # large pools do not overflow
+    big = subset_vote_accuracy({"c": 1100, "w": 1000}, "c", 1500)
+    assert 0.99 < big <= 1.0
+    assert subset_vote_accuracy({"c": 1000, "w": 1000}, "c", 2000) == pytest.approx(0.5)

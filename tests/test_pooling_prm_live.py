@@ -1,0 +1,43 @@
+"""The PRM client end to end against the embedded vLLM started in pooling mode (live; runs in CI).
+
+The small model's converted classification head is untrained, so the scores mean nothing here;
+what is real is the path: vLLM's ``/pooling`` (token_classify) and ``/tokenize`` over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from nodes import Endpoint, PermanentEndpointError
+from nodes.scorers import PoolingPRM
+from nodes.server import EmbeddedServer
+from tests.conftest import LIVE_MODEL
+from tests.fakes import FakeServer
+
+pytestmark = pytest.mark.live
+
+POOLING = ("--runner", "pooling", "--convert", "classify", "--pooler-config", '{"task": "token_classify"}')
+
+
+@pytest.fixture(scope="module")
+def prm_server() -> Iterator[EmbeddedServer]:
+    with EmbeddedServer(LIVE_MODEL, extra_args=POOLING) as server:
+        yield server
+
+
+async def test_pooling_prm_scores_every_step_over_http(prm_server: EmbeddedServer) -> None:
+    prm = PoolingPRM(prm_server.base_url, prm_server.model.served_name)
+    solution = "First add the tens: 20 + 30 = 50.\n\nThen the ones: 5 + 2 = 7.\n\nThe answer is 57."
+    scored = await prm.score("What is 25 + 32?", solution, FakeServer().context())
+    assert len(scored.steps) == 3
+    assert all(s is not None and 0.0 <= s <= 1.0 for s in scored.steps)
+    usage = scored.usage["verify"]
+    assert usage["requests"] == 1 and usage["calls"] == 1 and usage["prompt_tokens"] > 20
+
+
+async def test_pooling_prm_on_a_generating_server_fails_with_one_clear_error(live_endpoint: Endpoint) -> None:
+    prm = PoolingPRM(live_endpoint.base_url, live_endpoint.model)
+    with pytest.raises(PermanentEndpointError, match="answered HTTP 404"):  # no pooling route on a generator
+        await prm.score("q", "one step", FakeServer().context())

@@ -171,3 +171,23 @@ def test_every_strategy_runs_on_the_real_server(
     assert result["failures"] == [], result["failures"]
     if result["answer"] is not None:
         assert any(result["answer"] == c["answer"] for c in result["candidates"])
+
+
+async def test_step_generation_continues_a_prefix_and_keeps_the_separator(llm: LLM) -> None:
+    from langgraph.runtime import Runtime
+
+    from nodes.step import step
+
+    ctx = RunContext(llm=llm, max_tokens=48, temperature=0.8)
+    prefix = "Step 1: 17 + 25 means adding tens and ones.\n\n"
+    out = await step(
+        {"question": "What is 17 + 25?", "prefix": prefix, "n": 4, "parent": 0, "seed": 3, "temperature": None,
+         "max_steps": 1},
+        Runtime(context=ctx),
+    )  # fmt: skip
+    steps = out["steps"]
+    assert len(steps) == 4 and out["ledger"]["step"]["calls"] == 4
+    for s in steps:
+        assert not s["text"].startswith(prefix)  # the server continued the prefix, it did not repeat it
+        assert s["final"] or s["text"].endswith("\n\n")  # an unfinished step ends at the kept separator
+        assert "\n\n" not in s["text"].rstrip("\n")  # one step, not several

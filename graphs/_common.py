@@ -27,6 +27,7 @@ __all__ = [
     "guard_rounds",
     "plan_judging",
     "plan_proposals",
+    "plan_propose_then_judge",
     "recover_to",
     "route_plan",
     "worst_case_tokens",
@@ -155,6 +156,36 @@ def recover_to(handler: Callable[[Any, NodeError], dict[str, Any]], node: str) -
         return Command(update=handler(task, error), goto=node)
 
     return on_error
+
+
+def plan_propose_then_judge(
+    state: VoteState,
+    ctx: RunContext,
+    k: int,
+    *,
+    judged: str,
+    judge_node: str,
+    final_node: str,
+    prompt: Callable[[Candidate], str],
+    calls: Callable[[Candidate], int] = lambda c: 1,
+) -> dict[str, Any]:
+    """The tally of the propose-then-judge strategies (Filter-Vote, Best-of-N): first ``k``
+    proposals (keeping a judge call in reserve for each), then one judge task per candidate not
+    yet in ``state[judged]``, then ``final_node``."""
+    update: dict[str, Any] = {"rounds": 1}
+    records: list[Any] = list(state.get(judged) or [])  # type: ignore[call-overload]
+    owed = len(state.get("candidates") or []) - len(records)
+    proposals, report = plan_proposals(state, ctx, k, calls_per_sample=2, owed=owed)
+    if proposals:
+        update["plan"] = {"node": "propose", "tasks": proposals}
+        return update
+    done = {r["index"] for r in records}
+    chosen, report = plan_judging(state, ctx, done, prompt, report, kind="verify", calls=calls)
+    if report:
+        update["budget"] = report
+    tasks = [{"question": state["question"], "candidate": c} for c in chosen]
+    update["plan"] = {"node": judge_node if tasks else final_node, "tasks": tasks}
+    return update
 
 
 # langgraph's node protocols do not match an async (state, runtime) function for mypy.

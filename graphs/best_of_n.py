@@ -28,8 +28,7 @@ from graphs._common import (
     add_propose_node,
     check_k,
     guard_rounds,
-    plan_judging,
-    plan_proposals,
+    plan_propose_then_judge,
     recover_to,
     route_plan,
 )
@@ -107,23 +106,11 @@ def build_best_of_n_graph(
 
     async def tally(state: VoteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         guard_rounds(state, limit=2 * n + 3)
-        ctx = context_of(runtime)
-        update: dict[str, Any] = {"rounds": 1}
-        owed = len(state.get("candidates") or []) - len(state.get("scores") or [])
-        proposals, report = plan_proposals(state, ctx, n, calls_per_sample=2, owed=owed)
-        if proposals:
-            update["plan"] = {"node": "propose", "tasks": proposals}
-            return update
-        done = {s["index"] for s in state.get("scores") or []}
-        question = state["question"]
-        chosen, report = plan_judging(
-            state, ctx, done, lambda c: question + c["text"], report, kind="verify", calls=calls
-        )
-        if report:
-            update["budget"] = report
-        tasks = [{"question": question, "candidate": c} for c in chosen]
-        update["plan"] = {"node": "score" if tasks else "select", "tasks": tasks}
-        return update
+        question = state.get("question") or ""
+        return plan_propose_then_judge(
+            state, context_of(runtime), n, judged="scores", judge_node="score", final_node="select",
+            prompt=lambda c: question + c["text"], calls=calls,
+        )  # fmt: skip
 
     async def score(task: dict[str, Any], runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)

@@ -26,8 +26,7 @@ from graphs._common import (
     add_propose_node,
     check_k,
     guard_rounds,
-    plan_judging,
-    plan_proposals,
+    plan_propose_then_judge,
     recover_to,
     route_plan,
 )
@@ -73,23 +72,11 @@ def build_filter_vote_graph(
 
     async def tally(state: VoteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         guard_rounds(state, limit=2 * k + 3)
-        ctx = context_of(runtime)
-        update: dict[str, Any] = {"rounds": 1}
-        owed = len(state.get("candidates") or []) - len(state.get("verdicts") or [])
-        proposals, report = plan_proposals(state, ctx, k, calls_per_sample=2, owed=owed)
-        if proposals:
-            update["plan"] = {"node": "propose", "tasks": proposals}
-            return update
-        judged = {v["index"] for v in state.get("verdicts") or []}
-        question = state["question"]
-        chosen, report = plan_judging(
-            state, ctx, judged, lambda c: filter_prompt(question, c["text"]), report, kind="verify"
-        )
-        tasks: list[VerifyTask] = [{"question": question, "candidate": c} for c in chosen]
-        if report:
-            update["budget"] = report
-        update["plan"] = {"node": "verify" if tasks else "vote", "tasks": tasks}
-        return update
+        question = state.get("question") or ""
+        return plan_propose_then_judge(
+            state, context_of(runtime), k, judged="verdicts", judge_node="verify", final_node="vote",
+            prompt=lambda c: filter_prompt(question, c["text"]),
+        )  # fmt: skip
 
     async def vote(state: VoteState) -> dict[str, Any]:
         result = filter_then_vote(state.get("candidates") or [], state.get("verdicts") or [])

@@ -27,7 +27,7 @@ __all__ = ["AnswerFormat", "AnswerGroup", "equivalent", "extract_answer", "group
 
 AnswerFormat = Literal["auto", "number", "math", "choice"]
 
-_CHOICE = re.compile(r"^(?:\(\s*([A-Ja-j])\s*\)|([A-J])\)?)[.:]?$")  # "(b)", "B", "B)": not a bare "e"
+_CHOICE = re.compile(r"^(?:\(\s*([A-Pa-p])\s*\)|([A-P])\)?)[.:]?$")  # "(b)", "B", "B)": not a bare "e"
 _ANSWER_IS = re.compile(
     r"(?:the\s+(?:\w+\s+)?answer\s+is|final\s+answer\s*(?:is)?\s*:?|answer\s*:|^####)\s*[:\-]?\s*(.+?)\s*$",
     re.IGNORECASE | re.MULTILINE,
@@ -105,8 +105,8 @@ def extract_answer(text: str, fmt: AnswerFormat = "auto") -> str | None:
     answer = _strip(candidate)
     # "The answer is (B) because ..." / "The answer is 42 apples": keep the leading token when
     # the format says what an answer looks like.
-    if fmt == "choice" or (fmt == "auto" and re.match(r"^(\([A-Ja-j]\)|[A-J]\))([\s.,:]|$)", answer)):
-        m = re.match(r"^\(?\s*([A-Ja-j])\s*\)?(?:[\s.:,]|$)", answer)
+    if fmt == "choice" or (fmt == "auto" and re.match(r"^(\([A-Pa-p]\)|[A-P]\))([\s.,:]|$)", answer)):
+        m = re.match(r"^\(?\s*([A-Pa-p])\s*\)?(?:[\s.:,]|$)", answer)
         return m.group(1).upper() if m else None
     if fmt in ("auto", "number") and answer in _PLACEHOLDERS:
         return None  # the model copied the prompt's placeholder ("The answer is N")

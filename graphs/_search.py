@@ -34,7 +34,7 @@ from nodes.step import Step, StepTask, step
 from nodes.types import Candidate, Failure
 from nodes.vote import plurality_vote, weighted_vote
 
-__all__ = ["Expansion", "Node", "Policy", "SearchOutput", "build_search_graph", "reward_of"]
+__all__ = ["Expansion", "Node", "Policy", "SearchOutput", "build_search_graph", "check_beam_width", "reward_of"]
 
 
 class Node(TypedDict):
@@ -270,6 +270,11 @@ def build_search_graph(
     builder.add_edge("reward", "tally")
     builder.add_edge("select", END)
     return builder
+
+
+def check_beam_width(n: int, beam_width: int) -> None:
+    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or not 1 <= beam_width <= n:
+        raise ConfigError(f"beam width must be an integer from 1 to n ({n}), got {beam_width!r}")
 
 
 def _route(state: _SearchState) -> list[Send] | str:

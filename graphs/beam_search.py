@@ -17,10 +17,9 @@ from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
 from graphs._common import QuestionInput
-from graphs._search import Expansion, Node, SearchOutput, build_search_graph, reward_of
+from graphs._search import Expansion, Node, SearchOutput, build_search_graph, check_beam_width, reward_of
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
-from nodes.errors import ConfigError
 from nodes.scorers import Scorer
 
 __all__ = ["BeamPolicy", "build_beam_search_graph", "build_lookahead_graph"]
@@ -42,11 +41,6 @@ class BeamPolicy:
         return [{"node": n["id"], "children": self.beam_width} for n in active[:keep]]
 
 
-def _check(n: int, beam_width: int) -> None:
-    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or not 1 <= beam_width <= n:
-        raise ConfigError(f"beam width must be an integer from 1 to n ({n}), got {beam_width!r}")
-
-
 def build_beam_search_graph(
     n: int = 16,
     beam_width: int = 4,
@@ -66,7 +60,7 @@ def build_beam_search_graph(
     Example:
         >>> graph = build_beam_search_graph(n=8, beam_width=2).compile()
     """
-    _check(n, beam_width)
+    check_beam_width(n, beam_width)
     return build_search_graph(BeamPolicy(beam_width), n, scorer=scorer, max_rounds=max_rounds, retry=retry)
 
 
@@ -85,6 +79,6 @@ def build_lookahead_graph(
     Example:
         >>> graph = build_lookahead_graph(n=4, beam_width=2, lookahead=2).compile()
     """
-    _check(n, beam_width)
+    check_beam_width(n, beam_width)
     policy = BeamPolicy(beam_width, name="lookahead")
     return build_search_graph(policy, n, scorer=scorer, max_rounds=max_rounds, lookahead=lookahead, retry=retry)

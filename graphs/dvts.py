@@ -15,10 +15,9 @@ from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
 from graphs._common import QuestionInput
-from graphs._search import Expansion, Node, SearchOutput, build_search_graph, reward_of
+from graphs._search import Expansion, Node, SearchOutput, build_search_graph, check_beam_width, reward_of
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
-from nodes.errors import ConfigError
 from nodes.scorers import Scorer
 
 __all__ = ["DVTSPolicy", "build_dvts_graph"]
@@ -57,6 +56,5 @@ def build_dvts_graph(
     Example:
         >>> graph = build_dvts_graph(n=8, beam_width=2).compile()
     """
-    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or not 1 <= beam_width <= n:
-        raise ConfigError(f"beam width must be an integer from 1 to n ({n}), got {beam_width!r}")
+    check_beam_width(n, beam_width)
     return build_search_graph(DVTSPolicy(beam_width), n, scorer=scorer, max_rounds=max_rounds, retry=retry)

@@ -33,6 +33,7 @@ from nodes._calls import usage_of
 from nodes.answers import equivalent, extract_answer
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext
+from nodes.endpoint import Completion
 from nodes.errors import PermanentEndpointError, TransientEndpointError
 from nodes.sandbox import run_python_tests
 from nodes.verify import filter_prompt, parse_verdict
@@ -107,6 +108,13 @@ class Scorer(Protocol):
     async def score(self, question: str, solution: str, ctx: RunContext) -> Scored: ...
 
 
+async def _judge(prompt: str, ctx: RunContext) -> Completion:
+    """One judge call with the run's judge settings."""
+    return await ctx.llm.chat(
+        [HumanMessage(prompt)], seed=ctx.seed, temperature=ctx.judge_temperature, max_tokens=ctx.judge_max_tokens
+    )
+
+
 @dataclass(frozen=True)
 class JudgeVerdict:
     """The filter prompt's verdict as a score (1 correct, 0 wrong, None unparseable)."""
@@ -115,12 +123,7 @@ class JudgeVerdict:
     process: bool = False
 
     async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
-        completion = await ctx.llm.chat(
-            [HumanMessage(filter_prompt(question, solution))],
-            seed=ctx.seed,
-            temperature=ctx.judge_temperature,
-            max_tokens=ctx.judge_max_tokens,
-        )
+        completion = await _judge(filter_prompt(question, solution), ctx)
         verdict = parse_verdict(completion.texts[0])
         value = {"correct": 1.0, "wrong": 0.0}.get(verdict)
         return Scored([value], usage_of("verify", completion), label=verdict)
@@ -143,12 +146,7 @@ class JudgeGrade:
     process: bool = False
 
     async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
-        completion = await ctx.llm.chat(
-            [HumanMessage(GRADE_PROMPT.format(question=question, answer=solution))],
-            seed=ctx.seed,
-            temperature=ctx.judge_temperature,
-            max_tokens=ctx.judge_max_tokens,
-        )
+        completion = await _judge(GRADE_PROMPT.format(question=question, answer=solution), ctx)
         found = _GRADE.findall(completion.texts[0])
         value = (int(found[-1]) - 1) / 9 if found else None
         return Scored([value], usage_of("verify", completion), label=found[-1] if found else "unparseable")

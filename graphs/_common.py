@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, NotRequired, TypedDict
 
 from langgraph.errors import NodeError
@@ -24,6 +24,7 @@ __all__ = [
     "VoteState",
     "add_propose_node",
     "check_k",
+    "decided",
     "guard_rounds",
     "plan_judging",
     "plan_proposals",
@@ -78,6 +79,16 @@ class VoteState(TypedDict, total=False):
     budget: BudgetReport
     answer: str | None
     decision: dict[str, Any]
+
+
+def decided(state: Any, decision: Mapping[str, Any], **more: Any) -> dict[str, Any]:
+    """The final node's update: the answer, the decision behind it and the budget report."""
+    return {
+        "answer": decision["answer"],
+        "decision": dict(decision),
+        "budget": state.get("budget") or {"exhausted": False, "note": None},
+        **more,
+    }
 
 
 def check_k(k: int, name: str = "k") -> int:

@@ -24,7 +24,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, Send
 
-from graphs._common import BudgetReport, QuestionInput, check_k, label, recover_to
+from graphs._common import BudgetReport, QuestionInput, check_k, decided, label, recover_to
 from nodes._calls import error_line
 from nodes.budget import Ledger, add_ledgers, ledger_totals
 from nodes.context import RunContext, context_of
@@ -246,13 +246,7 @@ def build_search_graph(
             decision = dict(plurality_vote(candidates))
         decision["stopped"] = state.get("stopped")
         decision["finished"] = len(finished)
-        return {
-            "answer": decision["answer"],
-            "decision": decision,
-            "candidates": candidates,
-            "nodes": nodes,
-            "budget": state.get("budget") or {"exhausted": False, "note": None},
-        }
+        return decided(state, decision, candidates=candidates, nodes=nodes)
 
     step_node: Any = step
     reward_node: Any = reward

@@ -27,6 +27,7 @@ from graphs._common import (
     VoteState,
     add_propose_node,
     check_k,
+    decided,
     guard_rounds,
     plan_propose_then_judge,
     recover_to,
@@ -133,11 +134,7 @@ def build_best_of_n_graph(
     async def select(state: VoteState) -> dict[str, Any]:
         candidates, scores = state.get("candidates") or [], state.get("scores") or []
         result = select_weighted(candidates, scores) if weighted else select_best(candidates, scores)
-        return {
-            "answer": result["answer"],
-            "decision": result,
-            "budget": state.get("budget") or {"exhausted": False, "note": None},
-        }
+        return decided(state, result)
 
     builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=BestOfNOutput)
     builder.add_node("tally", tally)

@@ -25,6 +25,7 @@ from graphs._common import (
     VoteState,
     add_propose_node,
     check_k,
+    decided,
     guard_rounds,
     plan_propose_then_judge,
     recover_to,
@@ -80,11 +81,7 @@ def build_filter_vote_graph(
 
     async def vote(state: VoteState) -> dict[str, Any]:
         result = filter_then_vote(state.get("candidates") or [], state.get("verdicts") or [])
-        return {
-            "answer": result["answer"],
-            "decision": result,
-            "budget": state.get("budget") or {"exhausted": False, "note": None},
-        }
+        return decided(state, result)
 
     builder = StateGraph(
         VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=FilterVoteOutput

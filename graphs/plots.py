@@ -34,6 +34,18 @@ def _save(fig: Any, path: str | Path | None) -> None:
         fig.savefig(path, bbox_inches="tight")
 
 
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str | None, path: str | Path | None) -> Any:
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return fig
+
+
 def plot_curves(
     x: Mapping[str, Sequence[float] | np.ndarray] | Sequence[float] | np.ndarray,
     series: Mapping[str, Band | np.ndarray],
@@ -62,15 +74,7 @@ def plot_curves(
     for label, position in (marks or {}).items():
         ax.axvline(position, linestyle=":", color="0.4")
         ax.annotate(label, (position, ax.get_ylim()[1]), rotation=90, va="top", ha="right", fontsize=8, color="0.3")
-    ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title, path)
 
 
 def plot_law(
@@ -95,12 +99,4 @@ def plot_law(
         ax.axvline(best_observed, linestyle=":", color="C0", label=f"best K observed = {best_observed:g}")
     if best_predicted is not None:
         ax.axvline(best_predicted, linestyle="--", color="C1", label=f"best K predicted = {best_predicted:g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("LLM calls (K)")
-    ax.set_ylabel("Vote accuracy")
-    if title:
-        ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    return fig
+    return _finish(fig, ax, "LLM calls (K)", "Vote accuracy", title, path)

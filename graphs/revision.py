@@ -36,6 +36,7 @@ from graphs._common import (
     VoteOutput,
     VoteState,
     add_propose_node,
+    decided,
     guard_rounds,
     plan_judging,
     plan_proposals,
@@ -224,12 +225,7 @@ def build_mix_graph(
             )
             decision["fallback"] = not any(totals.values())
         decision["chains"] = [[c["index"] for c in chain] for chain in by_chain]
-        return {
-            "answer": decision["answer"],
-            "decision": decision,
-            "chains": decision["chains"],
-            "budget": state.get("budget") or {"exhausted": False, "note": None},
-        }
+        return decided(state, decision, chains=decision["chains"])
 
     builder = StateGraph(_MixState, context_schema=RunContext, input_schema=QuestionInput, output_schema=MixOutput)
     builder.add_node("tally", tally)

@@ -25,6 +25,7 @@ from graphs._common import (
     VoteState,
     add_propose_node,
     check_k,
+    decided,
     guard_rounds,
     plan_proposals,
     route_plan,
@@ -69,11 +70,7 @@ def build_vote_graph(
 
     async def vote(state: VoteState) -> dict[str, Any]:
         result = plurality_vote(state.get("candidates") or [])
-        return {
-            "answer": result["answer"],
-            "decision": result,
-            "budget": state.get("budget") or {"exhausted": False, "note": None},
-        }
+        return decided(state, result)
 
     builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=VoteOutput)
     builder.add_node("tally", tally)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -18,11 +19,30 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from langgraph.graph import StateGraph
 
 from graphs import STRATEGIES
+from graphs.datasets import DATASETS, Dataset, load
+from graphs.evaluation import (
+    DIRECT,
+    POOLED,
+    EvalPlan,
+    EvalStore,
+    Progress,
+    Results,
+    evaluate,
+    format_table,
+    pending,
+    progress_total,
+    results,
+    store_settings,
+    write_outputs,
+)
+from graphs.router import build_router_graph
+from graphs.selection import BudgetPoint, Policy, Selection, format_selection, plot_selection, select_compute_optimal
 from nodes.answers import AnswerFormat
 from nodes.budget import Budget, ledger_totals
 from nodes.context import RunContext
@@ -60,43 +80,94 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return names
+
+
+def _budgets(text: str) -> list[int]:
+    return sorted({_positive(n) for n in _names(text)})
+
+
+def _strategy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scorer",
+        choices=sorted(SCORERS),
+        help="verifier: default judge-grade for best-of-n, revision and mix; self-eval-prm for searches",
+    )
+    p.add_argument("--prm-url", help="pooling-prm: the PRM server (vLLM pooling API), e.g. http://gpu:8001")
+    p.add_argument("--prm-model", help="pooling-prm: the served PRM's name")
+    p.add_argument("--beam-width", type=_positive, default=4, help="beam-search, lookahead, dvts: M (default 4)")
+    p.add_argument("--lookahead", type=_positive, default=3, help="lookahead: roll-out steps (default 3)")
+    p.add_argument("--max-rounds", type=_positive, help="searches: round limit (default 40; rebase 25)")
+    p.add_argument("--rebase-temperature", type=float, default=0.2, help="rebase: balance temperature T_b")
+    p.add_argument("--chains", type=_positive, help="mix: parallel revision chains (default about sqrt(k))")
+    p.add_argument("--select", choices=["vote", "last", "verifier"], default="vote",
+                   help="revision / mix: how the answer is chosen (default vote)")  # fmt: skip
+    p.add_argument("--max-attempts", type=_positive, default=4, help="revision / mix: attempts a revision sees")
+    p.add_argument("--aggregation", choices=["last", "min", "prod", "mean"], default="last",
+                   help="how a process scorer's step scores become one (default last)")  # fmt: skip
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=_unit_float, default=0.7)
+    p.add_argument("--judge-temperature", type=_unit_float, default=0.1)
+    p.add_argument("--max-tokens", type=_positive, default=384, help="completion limit per proposal")
+    p.add_argument("--judge-max-tokens", type=_positive, default=384, help="completion limit per judge call")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ttc", description="Test-time-compute strategies as LangGraph graphs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="answer a question with a strategy")
     run.add_argument("question", help="the question to answer")
-    run.add_argument("--strategy", "-s", choices=sorted(STRATEGIES), default="filter-vote")
+    run.add_argument("--strategy", "-s", choices=sorted([*STRATEGIES, "router"]), default="filter-vote",
+                     help="a strategy, or `router` with --policy (from ttc eval)")  # fmt: skip
     run.add_argument("-k", "-n", type=_positive, default=8, help="number of proposals (default 8)")
-    run.add_argument(
-        "--scorer",
-        choices=sorted(SCORERS),
-        help="verifier: default judge-grade for best-of-n, revision and mix; self-eval-prm for searches",
-    )
-    run.add_argument("--prm-url", help="pooling-prm: the PRM server (vLLM pooling API), e.g. http://gpu:8001")
-    run.add_argument("--prm-model", help="pooling-prm: the served PRM's name")
-    run.add_argument("--beam-width", type=_positive, default=4, help="beam-search, lookahead, dvts: M (default 4)")
-    run.add_argument("--lookahead", type=_positive, default=3, help="lookahead: roll-out steps (default 3)")
-    run.add_argument("--max-rounds", type=_positive, help="searches: round limit (default 40; rebase 25)")
-    run.add_argument("--rebase-temperature", type=float, default=0.2, help="rebase: balance temperature T_b")
-    run.add_argument("--chains", type=_positive, help="mix: parallel revision chains (default about sqrt(k))")
-    run.add_argument("--select", choices=["vote", "last", "verifier"], default="vote",
-                     help="revision / mix: how the answer is chosen (default vote)")  # fmt: skip
-    run.add_argument("--max-attempts", type=_positive, default=4, help="revision / mix: attempts a revision sees")
-    run.add_argument("--aggregation", choices=["last", "min", "prod", "mean"], default="last",
-                     help="how a process scorer's step scores become one (default last)")  # fmt: skip
+    run.add_argument("--policy", help="router: a routing policy file written by `ttc eval` (policies.json)")
+    run.add_argument("--policy-budget", help="router: which of the file's token budgets (default the largest)")
+    _strategy_args(run)
     run.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"], default="auto",
                      help="how the final answer is asked for and read (default auto)")  # fmt: skip
-    run.add_argument("--temperature", type=_unit_float, default=0.7)
-    run.add_argument("--judge-temperature", type=_unit_float, default=0.1)
-    run.add_argument("--max-tokens", type=_positive, default=384, help="completion limit per proposal")
-    run.add_argument("--judge-max-tokens", type=_positive, default=384, help="completion limit per judge call")
-    run.add_argument("--seed", type=int, default=0)
+    _sampling_args(run)
     run.add_argument("--max-calls", type=_positive, help="budget cap: most LLM calls")
     run.add_argument("--max-total-tokens", type=_positive, help="budget cap: most prompt+completion tokens")
     _endpoint_args(run)
     run.add_argument("--json", action="store_true", help="print the whole result as JSON")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+
+    ev = sub.add_parser("eval", help="run strategies over a data set at a grid of budgets (resumable)")
+    ev.add_argument("--dataset", "-d", choices=["arithmetic", *DATASETS], default="arithmetic")
+    ev.add_argument("--data", help="data folder laid out like ../shared/data (or TTC_DATA_DIR)")
+    ev.add_argument("--subject", action="append", help="mmlu: a subject (repeatable; default all)")
+    ev.add_argument("--per-level", type=_positive, default=4, help="arithmetic: questions per level (default 4)")
+    ev.add_argument("--levels", type=_names, help="arithmetic: comma-separated levels (default all)")
+    ev.add_argument("--limit", type=_positive, help="evaluate this many questions, drawn with --question-seed")
+    ev.add_argument("--question-seed", type=int, default=0, help="which questions --limit draws (default 0)")
+    ev.add_argument("--strategies", type=_names, default=["vote", "filter-vote"],
+                    help=f"comma-separated, from {', '.join(POOLED + DIRECT)} (default vote,filter-vote)")  # fmt: skip
+    ev.add_argument("--budgets", type=_budgets, default=[1, 2, 4, 8],
+                    help="comma-separated samples per question, k or n of each strategy (default 1,2,4,8)")  # fmt: skip
+    ev.add_argument("--out", "-o", help="output folder: store.sqlite, results, plots (default ttc-eval/DATASET)")
+    _strategy_args(ev)
+    ev.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"],
+                    help="how answers are asked for and read (default: the data set's)")  # fmt: skip
+    _sampling_args(ev)
+    ev.add_argument("--concurrency", type=_positive, default=4, help="questions in flight at once (default 4)")
+    ev.add_argument("--probe", choices=["agreement", "oracle"], default="agreement",
+                    help="compute-optimal: difficulty from the first samples' agreement, or oracle pass@1")  # fmt: skip
+    ev.add_argument("--probe-size", type=_positive, default=4, help="compute-optimal: samples the probe reads")
+    ev.add_argument("--bins", type=_positive, default=3, help="compute-optimal: difficulty bins (default 3)")
+    ev.add_argument("--folds", type=_positive, default=2, help="compute-optimal: cross-validation folds (default 2)")
+    ev.add_argument("--subsets", type=_positive, default=2000,
+                    help="best-of-n: most subsets per budget enumerated (beyond: that many drawn)")  # fmt: skip
+    _endpoint_args(ev)
+    ev.add_argument("--json", action="store_true", help="print the results as JSON")
+    ev.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
 
     serve = sub.add_parser("serve", help="run the embedded vLLM server until Ctrl-C")
     serve.add_argument("--model", choices=sorted(PACKAGED_MODELS), default=DEFAULT_MODEL)
@@ -138,33 +209,66 @@ SCORERS: dict[str, Callable[[argparse.Namespace], Scorer]] = {
 }
 
 
-def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
-    """The strategy's graph, with its structural flags."""
-    searches = ("beam-search", "lookahead", "dvts", "rebase")
+SEARCHES = ("beam-search", "lookahead", "dvts", "rebase")
+
+
+def strategy_options(args: argparse.Namespace, strategy: str) -> dict[str, Any]:
+    """The builder keyword arguments a strategy takes from the flags (its size comes apart)."""
+    if strategy in ("vote", "filter-vote"):
+        return {}
     if args.scorer == "pooling-prm" and not (args.prm_url and args.prm_model):
         raise ConfigError("--scorer pooling-prm needs --prm-url and --prm-model")
-    scorer = SCORERS[args.scorer or ("self-eval-prm" if args.strategy in searches else "judge-grade")](args)
-    if args.strategy in searches:
-        limits: dict[str, Any] = {"scorer": scorer, **({"max_rounds": args.max_rounds} if args.max_rounds else {})}
-        if args.strategy == "rebase":
-            return STRATEGIES["rebase"](args.k, temperature=args.rebase_temperature, **limits)
-        if args.beam_width > args.k:
-            raise ConfigError(f"--beam-width {args.beam_width} exceeds -k {args.k}")
-        if args.strategy == "lookahead":
-            return STRATEGIES["lookahead"](args.k, args.beam_width, args.lookahead, **limits)
-        return STRATEGIES[args.strategy](args.k, args.beam_width, **limits)
+    scorer = SCORERS[args.scorer or ("self-eval-prm" if strategy in SEARCHES else "judge-grade")](args)
+    if strategy in SEARCHES:
+        options: dict[str, Any] = {"scorer": scorer, **({"max_rounds": args.max_rounds} if args.max_rounds else {})}
+        if strategy == "rebase":
+            return {**options, "temperature": args.rebase_temperature}
+        options["beam_width"] = args.beam_width
+        return {**options, "lookahead": args.lookahead} if strategy == "lookahead" else options
     scoring = {"scorer": scorer, "aggregation": args.aggregation}
-    if args.strategy in ("best-of-n", "weighted-best-of-n"):
-        return STRATEGIES[args.strategy](args.k, **scoring)
-    if args.strategy in ("revision", "mix"):
-        revising = {"select": args.select, "max_attempts": args.max_attempts, **scoring}
-        if args.strategy == "revision":
-            return STRATEGIES["revision"](args.k, **revising)
-        chains = args.chains or max(1, round(math.sqrt(args.k)))
-        if chains > args.k:
-            raise ConfigError(f"--chains {chains} exceeds the budget -k {args.k}")
-        return STRATEGIES["mix"](args.k, chains, **revising)
-    return STRATEGIES[args.strategy](args.k)
+    if strategy in ("revision", "mix"):
+        scoring.update(select=args.select, max_attempts=args.max_attempts)
+        if strategy == "mix" and args.chains:
+            scoring["chains"] = args.chains
+    return scoring
+
+
+def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
+    """The strategy's graph, with its structural flags."""
+    if args.strategy == "router":
+        if not args.policy:
+            raise ConfigError("--strategy router needs --policy FILE (written by ttc eval)")
+        policy = _policy(args.policy, args.policy_budget)
+        routed = {r.strategy: strategy_options(args, r.strategy) for r in policy.routes}
+        return build_router_graph(policy, options=routed)
+    if args.policy:
+        raise ConfigError("--policy is for --strategy router")
+    options: dict[str, Any] = strategy_options(args, args.strategy)
+    if options.get("beam_width", 0) > args.k:
+        raise ConfigError(f"--beam-width {args.beam_width} exceeds -k {args.k}")
+    if args.strategy == "mix":
+        options.setdefault("chains", max(1, round(math.sqrt(args.k))))
+        if options["chains"] > args.k:
+            raise ConfigError(f"--chains {options['chains']} exceeds the budget -k {args.k}")
+    return STRATEGIES[args.strategy](args.k, **options)
+
+
+def _policy(path: str, budget: str | None) -> Policy:
+    """One policy from a ``policies.json`` written by ``ttc eval`` (or a single policy's file)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not JSON ({exc.msg})") from None
+    if isinstance(data, dict) and "routes" not in data:  # several policies by token budget
+        if not data:
+            raise ConfigError(f"{path} holds no policy")
+        key = budget or max(data, key=float)
+        if key not in data:
+            raise ConfigError(f"{path} has no policy for budget {key} (it has {', '.join(data)})")
+        data = data[key]
+    return Policy.from_json(json.dumps(data))
 
 
 def _context(args: argparse.Namespace, llm: LLM) -> RunContext:
@@ -177,7 +281,7 @@ def _context(args: argparse.Namespace, llm: LLM) -> RunContext:
         judge_temperature=args.judge_temperature,
         judge_max_tokens=args.judge_max_tokens,
         answer_format=fmt,
-        budget=Budget(max_calls=args.max_calls, max_tokens=args.max_total_tokens),
+        budget=Budget(max_calls=getattr(args, "max_calls", None), max_tokens=getattr(args, "max_total_tokens", None)),
     )
 
 
@@ -212,6 +316,93 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         result["endpoint"] = {"base_url": endpoint.base_url, "model": endpoint.model}
         result["tokens"] = ledger_totals(result.get("ledger"))
         return result
+
+
+def _eval_dataset(args: argparse.Namespace) -> Dataset:
+    options: dict[str, Any] = {}
+    if args.dataset == "arithmetic":
+        options = {"per_level": args.per_level, "levels": args.levels, "seed": args.question_seed}
+    elif args.dataset == "mmlu" and args.subject:
+        options = {"subjects": args.subject}
+    elif args.subject:
+        raise ConfigError("--subject is for --dataset mmlu")
+    try:
+        dataset = load(args.dataset, args.data, **options)
+    except ValueError as exc:  # e.g. an unknown arithmetic level
+        raise ConfigError(str(exc)) from None
+    if args.answer_format is None:
+        args.answer_format = dataset.answer_format
+    return dataset.select(args.limit, args.question_seed)
+
+
+def _served_model(args: argparse.Namespace) -> str:
+    """The model name the run will use, known before any server starts."""
+    if args.base_url or os.environ.get("TTC_BASE_URL"):
+        return str(args.model or os.environ.get("TTC_MODEL") or "")
+    return PACKAGED_MODELS[args.server_model].served_name
+
+
+def _eval_plan(args: argparse.Namespace) -> EvalPlan:
+    pooled_scorer = None
+    if any(s in ("best-of-n", "weighted-best-of-n") for s in args.strategies):
+        pooled_scorer = strategy_options(args, "best-of-n")["scorer"]
+    return EvalPlan(
+        strategies=tuple(args.strategies),
+        budgets=tuple(args.budgets),
+        scorer=pooled_scorer,
+        aggregation=args.aggregation,
+        options={s: strategy_options(args, s) for s in args.strategies if s in DIRECT},
+        subsets=args.subsets,
+    )
+
+
+async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results]:
+    dataset = _eval_dataset(args)
+    plan = _eval_plan(args)
+    plan.check_dataset(dataset)
+    out = Path(args.out or f"ttc-eval/{dataset.name}")
+    with EvalStore(out / "store.sqlite") as store:
+        store.check_settings(store_settings(dataset, _served_model(args), args))
+        left = pending(store, dataset, plan)
+        if left:
+            with _endpoint(args) as endpoint:
+                async with LLM(endpoint) as llm:
+                    await llm.check()
+                    ctx = _context(args, llm)
+                    progress = None if args.quiet else Progress(progress_total(dataset, plan))
+                    await evaluate(store, dataset, plan, ctx, concurrency=args.concurrency, progress=progress)
+        elif not args.quiet:
+            print(f"ttc: {out / 'store.sqlite'} holds every result already: no LLM calls", file=sys.stderr)
+        res = results(store, plan, max_n=args.max_n)
+    paths = write_outputs(res, out)
+    report: dict[str, Any] = {"dataset": res.dataset, "model": res.model, "questions": len(res.questions),
+                              "incomplete": res.incomplete, "results": res.table, "out": str(out)}  # fmt: skip
+    try:
+        sel = select_compute_optimal(res, probe=args.probe, probe_size=args.probe_size, bins=args.bins,
+                                     folds=args.folds, seed=args.question_seed)  # fmt: skip
+    except ConfigError as exc:
+        report["selection"] = {"skipped": str(exc)}
+    else:
+        report["selection"] = sel.to_dict()
+        (out / "selection.json").write_text(json.dumps(sel.to_dict(), indent=2))
+        (out / "policies.json").write_text(json.dumps({k: dataclasses.asdict(v) for k, v in sel.policies.items()},
+                                                      indent=2))  # fmt: skip
+        if "accuracy_vs_calls.png" in paths:
+            plot_selection(sel, out / "compute_optimal.png")
+    report["files"] = sorted(p.name for p in out.iterdir() if p.is_file())
+    return report, res
+
+
+def format_eval(report: dict[str, Any], res_table: str) -> str:
+    lines = [res_table, ""]
+    sel = report.get("selection") or {}
+    if "skipped" in sel:
+        lines.append(f"compute-optimal selection skipped: {sel['skipped']}")
+    else:
+        lines.append(format_selection(Selection(**{**sel, "points": [BudgetPoint(**p) for p in sel["points"]],
+                                                   "policies": {}})))  # fmt: skip
+    lines.append(f"written to {report['out']}/: {', '.join(report['files'])}")
+    return "\n".join(lines)
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -286,6 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             _serve(args)
+            return 0
+        if args.command == "eval":
+            report, res = asyncio.run(_evaluate(args))
+            print(json.dumps(report, indent=2) if args.json else format_eval(report, format_table(res)))
             return 0
         if not args.question.strip():
             raise ConfigError("the question is empty")

@@ -1,0 +1,144 @@
+"""The compute-optimal router: probe the question, then hand it to the strategy chosen for its
+difficulty bin.
+
+Topology::
+
+    START → probe ─(bin of the probe's agreement)→ <strategy>@<budget> → END
+
+``probe`` draws ``policy.probe_size`` samples in one request (seed ``ctx.seed``, like the first
+samples of the strategies) and measures their agreement (:func:`graphs.selection.agreement`);
+each route is a compiled strategy graph added as a subgraph node, so its progress events stream
+out and its ledger adds to the probe's. The probe's calls appear in the ledger as ``probe``.
+A policy comes from :func:`graphs.selection.select_compute_optimal` (``ttc eval`` writes one
+per token budget to ``policies.json``).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import HumanMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
+
+from graphs import STRATEGIES
+from graphs._common import BudgetReport, QuestionInput, check_question
+from graphs.selection import Policy, agreement
+from nodes._calls import usage_of
+from nodes.answers import extract_answer
+from nodes.budget import Ledger, add_ledgers
+from nodes.context import RunContext, context_of
+from nodes.endpoint import RETRY_POLICY
+from nodes.errors import ConfigError
+from nodes.propose import propose_prompt
+from nodes.types import Candidate, Failure, Score, Verdict
+
+__all__ = ["RouterState", "build_router_graph"]
+
+
+class Probe(TypedDict):
+    answers: list[str | None]
+    agreement: float
+    difficulty: float
+    route: str
+
+
+class RouterState(TypedDict, total=False):
+    question: str
+    question_id: str
+    probe: Probe
+    answer: str | None
+    decision: dict[str, Any]
+    candidates: Annotated[list[Candidate], operator.add]
+    verdicts: Annotated[list[Verdict], operator.add]
+    scores: Annotated[list[Score], operator.add]
+    failures: Annotated[list[Failure], operator.add]
+    ledger: Annotated[Ledger, add_ledgers]
+    budget: BudgetReport
+
+
+class RouterOutput(TypedDict):
+    question: str
+    probe: Probe
+    answer: str | None
+    decision: dict[str, Any]
+    candidates: list[Candidate]
+    failures: list[Failure]
+    ledger: Ledger
+    budget: BudgetReport
+
+
+def _node_name(route: str) -> str:
+    return route.replace("@", "-at-")
+
+
+def build_router_graph(
+    policy: Policy,
+    *,
+    options: dict[str, dict[str, Any]] | None = None,
+    builders: dict[str, Callable[..., StateGraph[Any, Any, Any, Any]]] | None = None,
+    retry: RetryPolicy = RETRY_POLICY,
+) -> StateGraph[RouterState, RunContext, QuestionInput, RouterOutput]:
+    """Build the router for ``policy``.
+
+    Args:
+        policy: difficulty bin edges and one route (strategy, budget) per bin.
+        options: keyword arguments of each strategy's builder (e.g. its scorer), by strategy.
+        builders: strategy builders by name (default :data:`graphs.STRATEGIES`).
+        retry: retry policy of the probe.
+
+    Example:
+        >>> from graphs.selection import Policy, Route
+        >>> policy = Policy("agreement", 4, [0.3], [Route("vote", 2), Route("vote", 8)])
+        >>> sorted(build_router_graph(policy).compile().get_graph().nodes)
+        ['__end__', '__start__', 'probe', 'vote-at-2', 'vote-at-8']
+    """
+    if policy.probe != "agreement":
+        raise ConfigError(f"a router can only measure agreement at run time, not {policy.probe!r}")
+    if policy.probe_size < 1:
+        raise ConfigError("the probe needs at least one sample")
+    found = builders or STRATEGIES
+    unknown = sorted({r.strategy for r in policy.routes if r.strategy not in found})
+    if unknown:
+        raise ConfigError(f"the policy routes to unknown strategies {unknown}")
+
+    async def probe(state: RouterState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        ctx = context_of(runtime)
+        question = check_question(state)  # type: ignore[arg-type]
+        n = policy.probe_size
+        completion = await ctx.llm.chat(
+            [HumanMessage(propose_prompt(question, ctx.answer_format))],
+            n=n,
+            seed=ctx.seed,
+            temperature=ctx.temperature,
+            max_tokens=ctx.max_tokens,
+        )
+        answers = [extract_answer(t, ctx.answer_format) for t in completion.texts[:n]]
+        answers += [None] * (n - len(answers))  # a short reply counts as disagreement
+        share = agreement(answers)
+        route = policy.route(1.0 - share)
+        runtime.stream_writer({"event": "routed", "agreement": share, "route": route.name})
+        return {
+            "probe": {"answers": answers, "agreement": share, "difficulty": 1.0 - share, "route": route.name},
+            "ledger": usage_of("probe", completion),
+        }
+
+    def route_of(state: RouterState) -> str:
+        return _node_name(state["probe"]["route"])
+
+    builder = StateGraph(RouterState, context_schema=RunContext, input_schema=QuestionInput, output_schema=RouterOutput)
+    probe_node: Any = probe
+    builder.add_node("probe", probe_node, retry_policy=retry)
+    names = []
+    for route in dict.fromkeys(policy.routes):
+        name = _node_name(route.name)
+        names.append(name)
+        kwargs = dict((options or {}).get(route.strategy, {}))
+        builder.add_node(name, found[route.strategy](route.budget, **kwargs).compile(name=name))
+        builder.add_edge(name, END)
+    builder.add_edge(START, "probe")
+    builder.add_conditional_edges("probe", route_of, names)
+    return builder

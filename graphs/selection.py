@@ -1,0 +1,307 @@
+"""Compute-optimal strategy selection (Snell et al., section 2 of the algorithms spec).
+
+Each question's difficulty is estimated from a cheap *probe*, binned into quantiles, and per bin
+the configuration (strategy, budget) that did best on training questions within a token budget
+is chosen. As in the paper, selection is cross-validated: the questions are split into folds
+(stratified by difficulty); each fold is scored with the choices made on the others, so every
+question is scored exactly once by a policy that never saw it. The baseline is the best single
+fixed configuration chosen on the same training folds under the same token budget.
+
+Difficulty probes (higher is harder):
+
+- ``agreement``: 1 − the share of the plurality answer among a question's first ``probe``
+  samples (a sample with no answer agrees with nothing). It is what :mod:`graphs.router`
+  measures at run time, so a policy fitted on it can be deployed;
+- ``oracle``: 1 − pass@1 over the whole pool (Snell's oracle difficulty; analysis only).
+
+The probe's own cost is reported but, as in the paper, not charged to either side.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from graphs.evaluation import Results
+from nodes.answers import group_answers
+from nodes.errors import ConfigError
+
+__all__ = [
+    "BudgetPoint",
+    "Policy",
+    "Selection",
+    "agreement",
+    "assign_bins",
+    "bin_edges",
+    "difficulty",
+    "select_compute_optimal",
+]
+
+Probe = Literal["agreement", "oracle"]
+
+
+def agreement(answers: Sequence[str | None]) -> float:
+    """The share of the plurality answer among ``answers`` (equivalent answers count together).
+
+    Example:
+        >>> agreement(["42", "42.0", "41", None])
+        0.5
+    """
+    if not answers:
+        raise ValueError("no answers to measure agreement on")
+    groups = group_answers(list(answers))
+    return max((len(g.members) for g in groups), default=0) / len(answers)
+
+
+def difficulty(res: Results, qids: Sequence[str], probe: Probe = "agreement", size: int = 4) -> np.ndarray:
+    """Each question's difficulty from its pool (higher is harder)."""
+    out = np.zeros(len(qids))
+    for i, qid in enumerate(qids):
+        pool = res.pools.get(qid)
+        if pool is None:
+            raise ConfigError(f"question {qid!r} has no sample pool: the probe needs a pooled strategy (e.g. vote)")
+        if probe == "agreement":
+            if size > pool.size:
+                raise ConfigError(f"a probe of {size} samples needs a pool of at least {size} (largest budget)")
+            out[i] = 1.0 - agreement(pool.answers[:size])
+        elif probe == "oracle":
+            counts, _, key = pool.counts()
+            out[i] = 1.0 - (counts[key] / pool.size if key else 0.0)
+        else:
+            raise ConfigError(f"unknown probe {probe!r} (agreement, oracle)")
+    return out
+
+
+def bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Inner edges of ``bins`` quantile bins of ``values`` (duplicates merged: tied values, as
+    from a probe of a few samples, never straddle an edge, so there may be fewer bins)."""
+    if bins < 1:
+        raise ConfigError("bins must be positive")
+    inner = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]) if bins > 1 else np.array([])
+    return np.unique(inner)
+
+
+def assign_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of each value: ``i`` when ``edges[i-1] < v <= edges[i]``."""
+    return np.searchsorted(edges, values, side="left")
+
+
+@dataclass(frozen=True)
+class Route:
+    strategy: str
+    budget: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.strategy}@{self.budget}"
+
+
+@dataclass
+class Policy:
+    """Per difficulty bin, the configuration to run: what :func:`graphs.router.build_router_graph` needs.
+
+    ``edges`` are the inner bin edges of the difficulty probe (``agreement`` of the first
+    ``probe_size`` samples); ``routes[i]`` serves bin ``i``.
+    """
+
+    probe: str
+    probe_size: int
+    edges: list[float]
+    routes: list[Route]
+    token_budget: float | None = None
+
+    def route(self, value: float) -> Route:
+        return self.routes[int(assign_bins(np.array([value]), np.array(self.edges))[0])]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Policy:
+        try:
+            data = json.loads(text)
+            routes = [Route(r["strategy"], int(r["budget"])) for r in data["routes"]]
+            policy = cls(data["probe"], int(data["probe_size"]), [float(e) for e in data["edges"]], routes,
+                         data.get("token_budget"))  # fmt: skip
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a routing policy: {exc}") from None
+        if len(policy.routes) != len(policy.edges) + 1:
+            raise ConfigError("a routing policy needs one route per bin (one more than its edges)")
+        return policy
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        try:
+            return cls.from_json(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read policy {path}: {exc.strerror}") from None
+
+
+@dataclass
+class BudgetPoint:
+    """Held-out results at one token budget (mean tokens per question)."""
+
+    token_budget: float
+    optimal_accuracy: float
+    optimal_tokens: float
+    fixed_accuracy: float
+    fixed_tokens: float
+    fixed_choices: list[str]  # the fixed configuration chosen on each fold
+    optimal_choices: list[list[str]]  # per fold, per bin
+
+
+@dataclass
+class Selection:
+    probe: str
+    probe_size: int
+    bins: int
+    folds: int
+    questions: int
+    configs: list[str]
+    points: list[BudgetPoint]
+    policies: dict[str, Policy] = field(default_factory=dict)  # fitted on all questions, by token budget
+    probe_tokens: float = 0.0  # mean tokens per question of the probe (not charged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "policies": {k: asdict(v) for k, v in self.policies.items()}}
+
+
+def _choose(acc: np.ndarray, tokens: np.ndarray, rows: np.ndarray, budget: float) -> int:
+    """The configuration with the best mean accuracy over ``rows`` whose mean tokens fit the
+    budget (ties: the cheaper); the cheapest one if none fits."""
+    mean_acc, mean_tok = acc[rows].mean(axis=0), tokens[rows].mean(axis=0)
+    fits = np.flatnonzero(mean_tok <= budget + 1e-9)
+    if not len(fits):
+        return int(np.argmin(mean_tok))
+    return int(min(fits, key=lambda c: (-round(float(mean_acc[c]), 12), float(mean_tok[c]))))
+
+
+def _fit(
+    acc: np.ndarray, tokens: np.ndarray, diff: np.ndarray, train: np.ndarray, bins: int, budget: float
+) -> tuple[np.ndarray, list[int], int]:
+    """Edges, per-bin choices and the fixed choice fitted on the ``train`` rows."""
+    edges = bin_edges(diff[train], bins)
+    labels = assign_bins(diff[train], edges)
+    fixed = _choose(acc, tokens, train, budget)
+    per_bin = []
+    for b in range(len(edges) + 1):
+        rows = train[labels == b]
+        per_bin.append(_choose(acc, tokens, rows, budget) if len(rows) else fixed)
+    return edges, per_bin, fixed
+
+
+def _folds(diff: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold of each question, stratified by difficulty (sorted, ties shuffled, dealt in turn)."""
+    rng = random.Random(seed)
+    keys = [(d, rng.random()) for d in diff]
+    order = sorted(range(len(diff)), key=lambda i: keys[i])
+    fold = np.zeros(len(diff), dtype=int)
+    for rank, i in enumerate(order):
+        fold[i] = rank % folds
+    return fold
+
+
+def select_compute_optimal(
+    res: Results,
+    *,
+    probe: Probe = "agreement",
+    probe_size: int = 4,
+    bins: int = 3,
+    folds: int = 2,
+    token_budgets: Sequence[float] | None = None,
+    seed: int = 0,
+) -> Selection:
+    """Cross-validated compute-optimal selection against the best fixed configuration.
+
+    Args:
+        res: an evaluation's results (every configuration on the same questions).
+        probe: the difficulty estimate (see the module docs).
+        probe_size: samples the ``agreement`` probe reads.
+        bins: difficulty quantile bins (Snell et al. use 5).
+        folds: cross-validation folds (the paper uses 2).
+        token_budgets: mean tokens per question to compare at (default: every configuration's
+            mean cost).
+        seed: for the fold assignment.
+    """
+    configs, acc = res.matrix("accuracy")
+    _, tokens = res.matrix("tokens")
+    usable = [i for i, (strategy, _) in enumerate(configs) if strategy != "pass@k"]  # an oracle, not a strategy
+    configs, acc, tokens = [configs[i] for i in usable], acc[:, usable], tokens[:, usable]
+    if not configs:
+        raise ConfigError("no strategy to select from (pass@k is an oracle)")
+    qids = res.complete_questions()
+    if len(qids) < 2 * folds:
+        raise ConfigError(f"compute-optimal selection needs at least {2 * folds} questions with every result")
+    if folds < 2:
+        raise ConfigError("folds must be at least 2")
+    diff = difficulty(res, qids, probe, probe_size)
+    budgets = sorted(set(token_budgets)) if token_budgets else sorted({round(float(t), 1) for t in tokens.mean(0)})
+    fold = _folds(diff, folds, seed)
+    names = [f"{s}@{b}" for s, b in configs]
+    points = []
+    everyone = np.arange(len(qids))
+    policies = {}
+    for budget in budgets:
+        opt_acc, opt_tok, fix_acc, fix_tok = (np.zeros(len(qids)) for _ in range(4))
+        fixed_names, optimal_names = [], []
+        for f in range(folds):
+            train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            edges, per_bin, fixed = _fit(acc, tokens, diff, train, bins, budget)
+            labels = assign_bins(diff[test], edges)
+            chosen = np.array([per_bin[b] for b in labels])
+            opt_acc[test], opt_tok[test] = acc[test, chosen], tokens[test, chosen]
+            fix_acc[test], fix_tok[test] = acc[test, fixed], tokens[test, fixed]
+            fixed_names.append(names[fixed])
+            optimal_names.append([names[c] for c in per_bin])
+        points.append(BudgetPoint(budget, float(opt_acc.mean()), float(opt_tok.mean()), float(fix_acc.mean()),
+                                  float(fix_tok.mean()), fixed_names, optimal_names))  # fmt: skip
+        edges, per_bin, _ = _fit(acc, tokens, diff, everyone, bins, budget)
+        policies[f"{budget:g}"] = Policy(probe, probe_size, [float(e) for e in edges],
+                                         [Route(*configs[c]) for c in per_bin], budget)  # fmt: skip
+    probe_tokens = 0.0
+    vote_rows = [r for r in res.per_question if r["strategy"] == "vote" and r["budget"] == probe_size]
+    if vote_rows:
+        probe_tokens = float(np.mean([r["tokens"] for r in vote_rows]))
+    return Selection(probe, probe_size, bins, folds, len(qids), names, points, policies, probe_tokens)
+
+
+def format_selection(sel: Selection) -> str:
+    lines = [
+        f"compute-optimal selection: probe {sel.probe}"
+        + (f" of {sel.probe_size} samples" if sel.probe == "agreement" else "")
+        + f", {sel.bins} bins, {sel.folds}-fold cross-validation over {sel.questions} questions (held-out results)",
+        f"{'token budget':>13}{'optimal acc':>13}{'tokens':>9}{'fixed acc':>11}{'tokens':>9}"
+        "  fixed choice / per-bin choice (first fold)",
+    ]
+    for p in sel.points:
+        lines.append(
+            f"{p.token_budget:>13.0f}{p.optimal_accuracy:>13.3f}{p.optimal_tokens:>9.0f}{p.fixed_accuracy:>11.3f}"
+            f"{p.fixed_tokens:>9.0f}  {p.fixed_choices[0]} / {' | '.join(p.optimal_choices[0])}"
+        )
+    return "\n".join(lines)
+
+
+def plot_selection(sel: Selection, path: Path, title: str | None = None) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    pts = sel.points
+    ax.plot([p.fixed_tokens for p in pts], [p.fixed_accuracy for p in pts], "o-", label="best fixed configuration")
+    ax.plot([p.optimal_tokens for p in pts], [p.optimal_accuracy for p in pts], "s-",
+            label=f"compute-optimal per {sel.probe} bin")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens per question (held-out mean)")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title(title or f"compute-optimal vs fixed, {sel.folds}-fold CV over {sel.questions} questions")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,271 @@
+"""The evaluation harness: resume after an interruption, pooled curves against direct runs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from graphs import build_best_of_n_graph, build_filter_vote_graph, build_vote_graph
+from graphs.datasets import Dataset, Record, load
+from graphs.evaluation import EvalPlan, EvalStore, Progress, evaluate, pending, prefix_accuracy, results, write_outputs
+from nodes import ConfigError
+from nodes.budget import ledger_totals
+from nodes.scorers import JudgeGrade
+from tests.fakes import FakeServer, Request, arithmetic_truth, default_reply, judge
+
+# -- a fake model whose samples are fixed per question, so direct runs can replay any subset ----------
+
+POOL = 5  # samples per question in the pool
+OFFSETS = [  # each question's samples, as offsets from the true answer (None: states no answer)
+    [0, 1, 0, None, 1],
+    [1, 1, 0, 2, 0],
+    [0, 0, 0, 3, 0],
+    [2, 1, 2, 0, None],
+]
+QUESTIONS = [Record(f"q{i}", f"What is {10 + i} + {20 + 3 * i}?", str(30 + 4 * i)) for i in range(len(OFFSETS))]
+DATASET = Dataset("toy", QUESTIONS, "number")
+ORDERS = {k: list(itertools.permutations(range(POOL), k)) for k in range(1, 4)}
+REPLAY = 1000  # seeds from REPLAY * k + j replay the pool's samples in order j of k of them
+
+
+def sample_text(question: int, i: int, truth: int) -> str:
+    offset = OFFSETS[question][i]
+    if offset is None:
+        return f"Sample {i}: I am not sure."
+    return f"Sample {i}: adding gives {truth + offset}. The answer is {truth + offset}."
+
+
+def fixed_pool_reply(req: Request) -> str:
+    if "Grade: N" in req.prompt:  # the grading judge: a grade computed from the judged text
+        stated = re.search(r"\[Answer\]:Sample (\d+)", req.prompt)
+        return f"Grade: {2 + 3 * int(stated.group(1)) % 9}" if stated else "No grade."
+    if "conclude with either" in req.prompt:
+        # a noisy filter judge: says wrong about sample 0 whatever it states
+        return "[[wrong]]" if "[Answer]:Sample 0:" in req.prompt else judge(req)
+    truth = arithmetic_truth(req.prompt)
+    assert truth is not None
+    question = next(i for i, r in enumerate(QUESTIONS) if r.question in req.prompt)
+    seed = req.seed or 0
+    if seed < REPLAY:  # the pool: sample i is choice i of the request
+        return sample_text(question, seed + req.choice, truth)
+    k, j = divmod(seed, REPLAY)
+    return sample_text(question, ORDERS[k][j][req.choice], truth)
+
+
+@pytest.fixture
+def fixed() -> FakeServer:
+    return FakeServer(reply=fixed_pool_reply)
+
+
+PLAN = EvalPlan(("vote", "filter-vote", "best-of-n", "weighted-best-of-n", "pass@k"), (1, 2, 3, POOL),
+                scorer=JudgeGrade())  # fmt: skip
+
+
+async def test_pooled_curves_equal_the_mean_of_direct_runs_over_every_subset(fixed: FakeServer) -> None:
+    """Direct graph runs, one per ordered choice of k of the pool's samples, average to exactly the pooled
+    results: subsets, and ties broken as sample order breaks them in the graphs."""
+    ctx = fixed.context(answer_format="number", max_tokens=64)
+    store = EvalStore(":memory:")
+    await evaluate(store, DATASET, PLAN, ctx)
+    res = results(store, PLAN)
+    pooled = {(r["qid"], r["strategy"], r["budget"]): r for r in res.per_question}
+    builders = {
+        "vote": lambda k: build_vote_graph(k),
+        "filter-vote": lambda k: build_filter_vote_graph(k),
+        "best-of-n": lambda k: build_best_of_n_graph(k, scorer=JudgeGrade()),
+        "weighted-best-of-n": lambda k: build_best_of_n_graph(k, scorer=JudgeGrade(), weighted=True),
+    }
+    for k in (1, 2, 3):
+        for strategy, build in builders.items():
+            graph = build(k).compile()
+            for record in QUESTIONS:
+                runs = await asyncio.gather(*(
+                    graph.ainvoke({"question": record.question}, context=fixed.context(
+                        answer_format="number", max_tokens=64, seed=REPLAY * k + j))
+                    for j in range(len(ORDERS[k]))
+                ))  # fmt: skip
+                right = [DATASET.check_answer(record, out["answer"]) for out in runs]
+                tokens = [ledger_totals(out["ledger"]) for out in runs]
+                row = pooled[(record.qid, strategy, k)]
+                assert row["accuracy"] == pytest.approx(sum(right) / len(right), abs=1e-12), (strategy, k, record)
+                assert row["calls"] == pytest.approx(sum(t["calls"] for t in tokens) / len(runs))
+                mean_tokens = sum(t["prompt_tokens"] + t["completion_tokens"] for t in tokens) / len(runs)
+                assert row["tokens"] == pytest.approx(mean_tokens), (strategy, k, record)
+
+
+async def test_a_direct_vote_with_the_pools_seed_is_the_pools_prefix(fixed: FakeServer) -> None:
+    ctx = fixed.context(answer_format="number", max_tokens=64)
+    store = EvalStore(":memory:")
+    await evaluate(store, DATASET, EvalPlan(("vote",), (POOL,)), ctx)
+    res = results(store, EvalPlan(("vote",), (POOL,)))
+    for k in range(1, POOL + 1):
+        graph = build_vote_graph(k).compile()
+        for record in QUESTIONS:
+            out = await graph.ainvoke({"question": record.question}, context=ctx)
+            assert DATASET.check_answer(record, out["answer"]) == prefix_accuracy(res.pools[record.qid], k)
+
+
+async def test_pass_at_k_and_the_filter_follow_the_stored_verdicts(fixed: FakeServer) -> None:
+    store = EvalStore(":memory:")
+    await evaluate(store, DATASET, PLAN, fixed.context(answer_format="number", max_tokens=64))
+    res = results(store, PLAN)
+    by = {(r["qid"], r["strategy"], r["budget"]): r["accuracy"] for r in res.per_question}
+    # q3's samples state 32+2, 32+1, 32+2, 32 (sample 3) and nothing: pass@1 = 1/5, pass@5 = 1
+    assert by[("q3", "pass@k", 1)] == pytest.approx(1 / 5) and by[("q3", "pass@k", POOL)] == 1.0
+    # the judge keeps only sample 3 (the right one; it rejects sample 0 whatever it says): Filter-Vote@5 is right
+    assert by[("q3", "filter-vote", POOL)] == 1.0 and by[("q3", "vote", POOL)] == 0.0
+    labels = [j["label"] for j in store.judgements("q3", "judge-verdict")]
+    assert labels == ["wrong", "wrong", "wrong", "correct", "wrong"]
+
+
+# -- resuming ------------------------------------------------------------------------------------------
+
+
+def arithmetic(per_level: int = 2) -> Dataset:
+    return load("arithmetic", per_level=per_level, levels=["1+1", "2+2", "2x2"])
+
+
+MIXED = EvalPlan(("vote", "filter-vote", "weighted-best-of-n", "mix"), (1, 2, 4), scorer=JudgeGrade())
+
+
+async def run_to_end(store: EvalStore, fake: FakeServer) -> None:
+    await evaluate(store, arithmetic(), MIXED, fake.context(answer_format="number", max_tokens=64), concurrency=2)
+
+
+@pytest.mark.parametrize("stop_after", [1, 4, 15, 40, 75])
+async def test_an_interrupted_eval_resumes_to_exactly_the_rows_of_an_uninterrupted_one(
+    tmp_path: Path, stop_after: int
+) -> None:
+    whole = EvalStore(tmp_path / "whole.sqlite")
+    await run_to_end(whole, FakeServer())
+
+    task: asyncio.Task[None] | None = None
+
+    def cancelling(req: Request) -> str:
+        if len(fake.requests) >= stop_after and task is not None:
+            task.cancel()  # like Ctrl-C: lands at the next await, in the middle of the work
+        return default_reply(req)
+
+    fake = FakeServer(reply=cancelling)
+    path = tmp_path / "resumed.sqlite"
+    with EvalStore(path) as interrupted:
+        task = asyncio.create_task(run_to_end(interrupted, fake))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pending(interrupted, arithmetic(), MIXED) > 0
+    stored = sum(len(rows) for table, rows in EvalStore(path).dump().items() if table in ("samples", "runs"))
+    resumed_fake = FakeServer()
+    with EvalStore(path) as resumed:  # a new process would open the file like this
+        await run_to_end(resumed, resumed_fake)
+        assert resumed.dump() == whole.dump()
+        assert pending(resumed, arithmetic(), MIXED) == 0
+    if stored:  # what was stored is not asked for again
+        assert len(resumed_fake.requests) < await requests_of_one_run()
+
+
+async def requests_of_one_run() -> int:
+    fake = FakeServer()
+    await run_to_end(EvalStore(":memory:"), fake)
+    return len(fake.requests)
+
+
+async def test_a_finished_store_makes_no_calls_and_results_match(tmp_path: Path) -> None:
+    fake = FakeServer()
+    with EvalStore(tmp_path / "s.sqlite") as store:
+        await run_to_end(store, fake)
+        before = len(fake.requests)
+        first = results(store, MIXED).table
+        await run_to_end(store, fake)
+        assert len(fake.requests) == before and results(store, MIXED).table == first
+
+
+async def test_a_larger_budget_extends_the_pool_without_redrawing(tmp_path: Path) -> None:
+    fake = FakeServer()
+    small, large = EvalPlan(("vote",), (1, 2)), EvalPlan(("vote",), (1, 2, 4))
+    ctx = fake.context(answer_format="number", max_tokens=64)
+    store = EvalStore(":memory:")
+    await evaluate(store, arithmetic(1), small, ctx)
+    first = {r.qid: store.samples(r.qid) for r in arithmetic(1).records}
+    await evaluate(store, arithmetic(1), large, ctx)
+    for qid, samples in first.items():
+        now = store.samples(qid)
+        assert len(now) == 4 and now[:2] == samples
+        assert [s["seed"] for s in now] == [0, 0, 2, 2]  # the extension continues the seeds
+
+
+async def test_a_store_refuses_other_settings(fake: FakeServer) -> None:
+    store = EvalStore(":memory:")
+    await evaluate(store, arithmetic(1), EvalPlan(("vote",), (1,)), fake.context(answer_format="number"))
+    with pytest.raises(ConfigError, match="temperature=0.7, not 0.2"):
+        await evaluate(store, arithmetic(1), EvalPlan(("vote",), (1,)),
+                       fake.context(answer_format="number", temperature=0.2))  # fmt: skip
+    assert len(fake.requests) == 1 * len(arithmetic(1).records)
+
+
+def test_duplicate_rows_are_impossible() -> None:
+    store = EvalStore(":memory:")
+    store._db.execute("INSERT INTO samples VALUES ('q', 0, 't', '1', 'stop', 0, 1)")
+    with pytest.raises(sqlite3.IntegrityError):
+        store._db.execute("INSERT INTO samples VALUES ('q', 0, 't', '1', 'stop', 0, 1)")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"strategies": ("vote", "tree-of-thought"), "budgets": (1,)}, "unknown strategies"),
+        ({"strategies": ("vote",), "budgets": (0, 2)}, "budgets must be positive"),
+        ({"strategies": ("vote",), "budgets": ()}, "budgets must be positive"),
+        ({"strategies": ("best-of-n",), "budgets": (2,)}, "need a scorer"),
+        ({"strategies": (), "budgets": (2,)}, "no strategies"),
+        ({"strategies": ("vote", "vote"), "budgets": (2,)}, "listed twice"),
+    ],
+)
+def test_bad_plans_fail_before_any_call(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        EvalPlan(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_code_data_sets_only_take_strategies_without_a_vote(fake: FakeServer) -> None:
+    code = Dataset("humaneval", [Record("h", "def f(): ...", "", {})], "auto")
+    with pytest.raises(ConfigError, match="humaneval is code"):
+        await evaluate(EvalStore(":memory:"), code, EvalPlan(("vote",), (2,)), fake.context())
+    assert fake.requests == []
+
+
+async def test_outputs_and_progress(tmp_path: Path, fake: FakeServer) -> None:
+    lines: list[str] = []
+
+    class Lines:
+        def write(self, text: str) -> None:
+            lines.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    store = EvalStore(":memory:")
+    plan = EvalPlan(("vote", "pass@k"), (1, 2))
+    progress = Progress(len(arithmetic().records), stream=Lines(), every=0.0)  # type: ignore[arg-type]
+    await evaluate(store, arithmetic(), plan, fake.context(answer_format="number"), progress=progress)
+    assert len(lines) == len(arithmetic().records) and "6/6" in lines[-1] and "tokens" in lines[-1]
+    paths = write_outputs(results(store, plan), tmp_path)
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("strategy,budget,questions,accuracy")
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + 4
+    assert {"accuracy_vs_calls.png", "accuracy_vs_tokens.png"} <= set(paths)
+
+
+async def test_pooled_tokens_charge_one_prompt_per_request(fake: FakeServer) -> None:
+    store = EvalStore(":memory:")
+    plan = EvalPlan(("vote",), (1, 3))
+    await evaluate(store, arithmetic(1), plan, fake.context(answer_format="number"))
+    one_request, three_requests = results(store, plan), results(store, plan, max_n=1)
+    qid = arithmetic(1).records[0].qid
+    usage = store.usage(qid)  # one request with n=3
+    prompt, completion = usage["prompt_tokens"], usage["completion_tokens"] / 3
+    for res, prompts in ((one_request, 1), (three_requests, 3)):
+        row = next(r for r in res.per_question if r["qid"] == qid and r["budget"] == 3)
+        assert row["tokens"] == pytest.approx(prompts * prompt + 3 * completion)

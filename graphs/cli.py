@@ -291,6 +291,8 @@ def _progress(event: dict[str, Any]) -> str | None:
         return f"ttc: proposed samples {event['indices'][0]}..{event['indices'][-1]}: {answers}"
     if event.get("event") == "verified":
         return f"ttc: judged sample {event['index']}: {event['verdict']}"
+    if event.get("event") == "routed":
+        return f"ttc: probe agreement {event['agreement']:.2f}: routed to {event['route']}"
     if event.get("event") == "scored":
         score = "none" if event["score"] is None else f"{event['score']:.3f}"
         return f"ttc: scored sample {event['index']}: {score}"
@@ -298,17 +300,21 @@ def _progress(event: dict[str, Any]) -> str | None:
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    graph = _graph(args).compile(name=args.strategy)  # flag mistakes end here, before any server starts
     with _endpoint(args) as endpoint:
-        graph = _graph(args).compile(name=args.strategy)
         result: dict[str, Any] = {}
         async with LLM(endpoint) as llm:
             await llm.check()
             stream: Any = graph.astream(
-                {"question": args.question}, context=_context(args, llm), stream_mode=["custom", "values"]
+                {"question": args.question},
+                context=_context(args, llm),
+                stream_mode=["custom", "values"],
+                subgraphs=True,  # the router's strategy runs as a subgraph: show its progress too
             )
-            async for mode, chunk in stream:
+            async for namespace, mode, chunk in stream:
                 if mode == "values":
-                    result = chunk
+                    if not namespace:
+                        result = chunk
                 elif not args.quiet and (line := _progress(chunk)):
                     print(line, file=sys.stderr, flush=True)
         result["strategy"] = args.strategy
@@ -320,12 +326,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _eval_dataset(args: argparse.Namespace) -> Dataset:
     options: dict[str, Any] = {}
+    if args.subject and args.dataset != "mmlu":
+        raise ConfigError("--subject is for --dataset mmlu")
     if args.dataset == "arithmetic":
         options = {"per_level": args.per_level, "levels": args.levels, "seed": args.question_seed}
     elif args.dataset == "mmlu" and args.subject:
         options = {"subjects": args.subject}
-    elif args.subject:
-        raise ConfigError("--subject is for --dataset mmlu")
     try:
         dataset = load(args.dataset, args.data, **options)
     except ValueError as exc:  # e.g. an unknown arithmetic level
@@ -411,6 +417,8 @@ def format_result(result: dict[str, Any]) -> str:
     lines = [
         f"answer: {result.get('answer') if result.get('answer') is not None else '(none: no sample stated an answer)'}"
     ]
+    if probe := result.get("probe"):
+        lines.append(f"probe: agreement {probe['agreement']:.2f} of {len(probe['answers'])} samples: {probe['route']}")
     votes = decision.get("votes") or {}
     no_answer = sum(1 for c in result.get("candidates") or [] if c["answer"] is None)
     shown = [f"{a} ×{v:g}" for a, v in sorted(votes.items(), key=lambda kv: -kv[1])]

@@ -33,7 +33,7 @@ import random
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,7 +53,7 @@ from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY, is_transient
 from nodes.errors import ConfigError
 from nodes.propose import ANSWER_INSTRUCTIONS, PROPOSE_PROMPT
-from nodes.scorers import GRADE_PROMPT, STEP_PROMPT, Aggregation, Scorer, aggregate
+from nodes.scorers import GRADE_PROMPT, STEP_PROMPT, Aggregation, JudgeVerdict, Scorer, aggregate
 from nodes.types import Candidate, Score
 from nodes.verify import filter_prompt
 
@@ -92,8 +92,8 @@ CREATE TABLE IF NOT EXISTS sample_usage (
 );
 CREATE TABLE IF NOT EXISTS judgements (
     qid TEXT NOT NULL, idx INTEGER NOT NULL, scorer TEXT NOT NULL, score REAL, steps TEXT NOT NULL,
-    label TEXT, error TEXT, requests INTEGER NOT NULL, calls INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL, PRIMARY KEY (qid, idx, scorer)
+    label TEXT, text TEXT, error TEXT, requests INTEGER NOT NULL, calls INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, PRIMARY KEY (qid, idx, scorer)
 );
 CREATE TABLE IF NOT EXISTS runs (
     strategy TEXT NOT NULL, budget INTEGER NOT NULL, qid TEXT NOT NULL, answer TEXT, correct INTEGER NOT NULL,
@@ -102,14 +102,28 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
-FILTER_SCORER = "judge-verdict"  # Filter-Vote keeps the samples this judge calls correct
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def prompts_fingerprint() -> str:
-    """A hash of every prompt template, so a store never mixes samples drawn with other wording."""
-    text = json.dumps([PROMPT for PROMPT in (PROPOSE_PROMPT, ANSWER_INSTRUCTIONS, GRADE_PROMPT, STEP_PROMPT)])
-    text += filter_prompt("{question}", "{answer}")
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A hash of the propose prompt, so a store never mixes samples asked for with other wording."""
+    return _hash(PROPOSE_PROMPT + json.dumps(ANSWER_INSTRUCTIONS, sort_keys=True))
+
+
+SCORER_PROMPTS = {"judge-verdict": filter_prompt("{question}", "{answer}"), "judge-grade": GRADE_PROMPT,
+                  "self-eval-prm": STEP_PROMPT}  # fmt: skip
+
+
+def scorer_key(scorer: Scorer) -> str:
+    """How a scorer's judgements are filed: its name and a hash of its prompt, so a reworded judge
+    judges again (into its own rows) while the samples and the other judges' rows stay valid."""
+    prompt = SCORER_PROMPTS.get(scorer.name)
+    return f"{scorer.name}#{_hash(prompt)}" if prompt else scorer.name
+
+
+FILTER_SCORER = scorer_key(JudgeVerdict())  # Filter-Vote keeps the samples this judge calls correct
 
 
 class EvalStore:
@@ -208,13 +222,14 @@ class EvalStore:
 
     def store_judgement(
         self, qid: str, idx: int, scorer: str, steps: list[float | None], score: float | None,
-        label: str | None, error: str | None, usage: Ledger,
+        label: str | None, text: str | None, error: str | None, usage: Ledger,
     ) -> None:  # fmt: skip
         t = ledger_totals(usage)
         with self._db:
             self._db.execute(
-                "INSERT OR IGNORE INTO judgements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (qid, idx, scorer, score, json.dumps(steps), label, error, t["requests"], t["calls"],
+                "INSERT OR IGNORE INTO judgements (qid, idx, scorer, score, steps, label, text, error, requests, calls,"
+                " prompt_tokens, completion_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (qid, idx, scorer, score, json.dumps(steps), label, text, error, t["requests"], t["calls"],
                  t["prompt_tokens"], t["completion_tokens"]),
             )  # fmt: skip
 
@@ -327,18 +342,21 @@ class EvalPlan:
 
     def scorers(self) -> dict[str, Scorer]:
         """The scorers every pooled sample is judged by, by name."""
-        from nodes.scorers import JudgeVerdict
-
         out: dict[str, Scorer] = {}
         if "filter-vote" in self.strategies:
             out[FILTER_SCORER] = JudgeVerdict()
         if self.needs_scorer and self.scorer is not None:
-            out[self.scorer.name] = self.scorer
+            out[scorer_key(self.scorer)] = self.scorer
         return out
 
     def check_dataset(self, dataset: Dataset) -> None:
+        """Whether the plan can run on ``dataset`` (checked before any call is made)."""
         if dataset.answer_format == "auto" and any(s not in CODE_STRATEGIES for s in self.strategies):
             raise ConfigError(f"{dataset.name} is code: ttc eval runs only {', '.join(CODE_STRATEGIES)} on it")
+        for strategy in self.direct:
+            chains = self.options.get(strategy, {}).get("chains")
+            if chains and chains > min(self.budgets):
+                raise ConfigError(f"{strategy}: {chains} chains exceed the budget {min(self.budgets)}")
 
 
 def store_settings(dataset: Dataset, model: str, sampling: Any) -> dict[str, Any]:
@@ -453,12 +471,14 @@ async def _judge_all(store: EvalStore, record: Record, scorers: dict[str, Scorer
                 with attempt:
                     scored = await scorer.score(record.question, sample["text"], ctx)
         except Exception as exc:  # recorded as the graphs record a failed judge call: it weighs nothing
-            store.store_judgement(record.qid, sample["index"], name, [], None, "error", error_line(exc), {})
+            store.store_judgement(record.qid, sample["index"], name, [], None, "error", None, error_line(exc), {})
             return
         t = ledger_totals(scored.usage)
         tokens += t["prompt_tokens"] + t["completion_tokens"]
         value = aggregate(scored.steps, "last")  # the steps are stored too: results aggregate them as asked
-        store.store_judgement(record.qid, sample["index"], name, scored.steps, value, scored.label, None, scored.usage)
+        store.store_judgement(
+            record.qid, sample["index"], name, scored.steps, value, scored.label, scored.text, None, scored.usage
+        )
 
     jobs = []
     for name, scorer in scorers.items():
@@ -485,13 +505,6 @@ async def _run_direct(
     return {"correct": correct, "tokens": ledger_totals(out.get("ledger"))}
 
 
-def _direct_options(plan: EvalPlan, strategy: str, budget: int) -> None:
-    """Check a direct strategy's structure against a budget before any call is made."""
-    chains = plan.options.get(strategy, {}).get("chains")
-    if chains and chains > budget:
-        raise ConfigError(f"{strategy}: {chains} chains exceed the budget {budget}")
-
-
 async def evaluate(
     store: EvalStore,
     dataset: Dataset,
@@ -508,9 +521,6 @@ async def evaluate(
     uninterrupted run.
     """
     plan.check_dataset(dataset)
-    for strategy in plan.direct:
-        for budget in plan.budgets:
-            _direct_options(plan, strategy, budget)
     if concurrency < 1:
         raise ConfigError("concurrency must be positive")
     store.check_settings(store_settings(dataset, ctx.llm.endpoint.model, ctx))
@@ -719,7 +729,7 @@ def results(store: EvalStore, plan: EvalPlan, *, max_n: int = 64) -> Results:
                     accuracy = float((curves.vote if strategy == "vote" else curves.filter_vote)[0, j])
                 else:
                     assert plan.scorer is not None
-                    judged = plan.scorer.name
+                    judged = scorer_key(plan.scorer)
                     scores: list[Score] = [
                         {"index": s["index"], "steps": js["steps"], "label": js["label"],
                          "score": aggregate(js["steps"], plan.aggregation) if js["steps"] else None}

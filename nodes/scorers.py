@@ -92,6 +92,7 @@ class Scored:
     steps: list[float | None]
     usage: Ledger = field(default_factory=dict)
     label: str | None = None  # e.g. the judge's verdict
+    text: str | None = None  # the judge's reply, for whoever wants to read why
 
 
 class Scorer(Protocol):
@@ -126,16 +127,19 @@ class JudgeVerdict:
         completion = await _judge(filter_prompt(question, solution), ctx)
         verdict = parse_verdict(completion.texts[0])
         value = {"correct": 1.0, "wrong": 0.0}.get(verdict)
-        return Scored([value], usage_of("verify", completion), label=verdict)
+        return Scored([value], usage_of("verify", completion), label=verdict, text=completion.texts[0])
 
 
 GRADE_PROMPT = (
     "[User Question]:{question}\n"
     "[Answer]:{answer}\n"
     "Instruction: Check the answer step by step. Then grade how likely it is to be correct on a scale from 1 "
-    "(certainly wrong) to 10 (certainly correct). End your reply with 'Grade: N', where N is the grade."
+    "(certainly wrong) to 10 (certainly correct). Finish with a last line of the form "
+    "'Grade: <your grade from 1 to 10>'."
 )
-_GRADE = re.compile(r"grade\s*[:=]?\s*(10|[1-9])\b", re.IGNORECASE)
+"""The graded judge's prompt. It names the form of the grade instead of a placeholder letter:
+asked to end with 'Grade: N', Qwen2.5-Coder-0.5B wrote exactly that in 377 of 384 replies."""
+_GRADE = re.compile(r"grade\s*\**\s*[:=]?\s*\**\s*(10|[1-9])\b", re.IGNORECASE)  # also **Grade:** 7
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,8 @@ class JudgeGrade:
         completion = await _judge(GRADE_PROMPT.format(question=question, answer=solution), ctx)
         found = _GRADE.findall(completion.texts[0])
         value = (int(found[-1]) - 1) / 9 if found else None
-        return Scored([value], usage_of("verify", completion), label=found[-1] if found else "unparseable")
+        label = found[-1] if found else "unparseable"
+        return Scored([value], usage_of("verify", completion), label=label, text=completion.texts[0])
 
 
 STEP_PROMPT = (

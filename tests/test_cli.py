@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -26,18 +28,44 @@ def closed_port() -> int:
         (["run", "--base-url", "gpu:8000", "--model", "m", "q"], 2, "ttc: error: base_url: Value error, base URL"),
         (["run", "--base-url", "http://127.0.0.1:8000/v1", "q"], 2, "ttc: error: an endpoint at"),
         (["frobnicate"], 2, "ttc: error: argument command: invalid choice"),
+        (["eval", "--strategies", "vote,tree"], 2, "ttc: error: unknown strategies ['tree']"),
+        (["eval", "--budgets", "1,0"], 2, "ttc: error: argument --budgets: expected a positive integer, got 0"),
+        (["eval", "--budgets", ","], 2, "ttc: error: argument --budgets: expected a comma-separated list"),
+        (["eval", "--dataset", "squad"], 2, "ttc: error: argument --dataset/-d: invalid choice: 'squad'"),
+        (["eval", "--dataset", "gsm8k", "--data", "/nonexistent"], 2, "ttc: error: data folder /nonexistent does"),
+        (["eval", "--subject", "anatomy"], 2, "ttc: error: --subject is for --dataset mmlu"),
+        (["eval", "--levels", "9x9"], 2, "ttc: error: unknown levels ['9x9']"),
+        (["eval", "--strategies", "mix", "--chains", "3", "--budgets", "2"], 2, "ttc: error: mix: 3 chains exceed"),
+        (["run", "--strategy", "router", "q"], 2, "ttc: error: --strategy router needs --policy"),
+        (["run", "--strategy", "router", "--policy", "/nonexistent.json", "q"], 2, "ttc: error: cannot read policy"),
+        (["run", "--policy", "p.json", "q"], 2, "ttc: error: --policy is for --strategy router"),
     ],
 )
 def test_bad_input_is_one_line(argv: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str],
-                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # fmt: skip
     monkeypatch.delenv("TTC_BASE_URL", raising=False)
     monkeypatch.delenv("TTC_MODEL", raising=False)
+    if argv[0] == "eval":  # were the error missed, the run would fail on a closed port, not start a server
+        argv = [*argv, "--base-url", f"http://127.0.0.1:{closed_port()}/v1", "--model", "m", "--out", str(tmp_path)]
     with pytest.raises(SystemExit) as info:
         raise SystemExit(main(argv))
     err = capsys.readouterr().err
     assert info.value.code == code
     assert err.startswith(message), err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_eval_on_code_refuses_a_vote_before_any_call(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = tmp_path / "humaneval"
+    data.mkdir()
+    (data / "HumanEval.jsonl").write_text(
+        json.dumps({"task_id": "t/0", "prompt": "def f():\n", "test": "", "entry_point": "f"}) + "\n"
+    )
+    port = closed_port()  # nothing listens: reaching for the endpoint would be another error
+    code = main(["eval", "--dataset", "humaneval", "--data", str(tmp_path), "--strategies", "vote", "--out",
+                 str(tmp_path / "out"), "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m"])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err == "ttc: error: humaneval is code: ttc eval runs only best-of-n, pass@k on it\n"
 
 
 def test_unreachable_endpoint_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

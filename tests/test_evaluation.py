@@ -12,7 +12,17 @@ import pytest
 
 from graphs import build_best_of_n_graph, build_filter_vote_graph, build_vote_graph
 from graphs.datasets import Dataset, Record, load
-from graphs.evaluation import EvalPlan, EvalStore, Progress, evaluate, pending, prefix_accuracy, results, write_outputs
+from graphs.evaluation import (
+    FILTER_SCORER,
+    EvalPlan,
+    EvalStore,
+    Progress,
+    evaluate,
+    pending,
+    prefix_accuracy,
+    results,
+    write_outputs,
+)
 from nodes import ConfigError
 from nodes.budget import ledger_totals
 from nodes.scorers import JudgeGrade
@@ -41,7 +51,7 @@ def sample_text(question: int, i: int, truth: int) -> str:
 
 
 def fixed_pool_reply(req: Request) -> str:
-    if "Grade: N" in req.prompt:  # the grading judge: a grade computed from the judged text
+    if "Grade: <your grade" in req.prompt:  # the grading judge: a grade computed from the judged text
         stated = re.search(r"\[Answer\]:Sample (\d+)", req.prompt)
         return f"Grade: {2 + 3 * int(stated.group(1)) % 9}" if stated else "No grade."
     if "conclude with either" in req.prompt:
@@ -119,7 +129,7 @@ async def test_pass_at_k_and_the_filter_follow_the_stored_verdicts(fixed: FakeSe
     assert by[("q3", "pass@k", 1)] == pytest.approx(1 / 5) and by[("q3", "pass@k", POOL)] == 1.0
     # the judge keeps only sample 3 (the right one; it rejects sample 0 whatever it says): Filter-Vote@5 is right
     assert by[("q3", "filter-vote", POOL)] == 1.0 and by[("q3", "vote", POOL)] == 0.0
-    labels = [j["label"] for j in store.judgements("q3", "judge-verdict")]
+    labels = [j["label"] for j in store.judgements("q3", FILTER_SCORER)]
     assert labels == ["wrong", "wrong", "wrong", "correct", "wrong"]
 
 
@@ -201,7 +211,7 @@ async def test_a_larger_budget_extends_the_pool_without_redrawing(tmp_path: Path
 async def test_a_store_refuses_other_settings(fake: FakeServer) -> None:
     store = EvalStore(":memory:")
     await evaluate(store, arithmetic(1), EvalPlan(("vote",), (1,)), fake.context(answer_format="number"))
-    with pytest.raises(ConfigError, match="temperature=0.7, not 0.2"):
+    with pytest.raises(ConfigError, match=r"temperature=0\.7, not 0\.2"):
         await evaluate(store, arithmetic(1), EvalPlan(("vote",), (1,)),
                        fake.context(answer_format="number", temperature=0.2))  # fmt: skip
     assert len(fake.requests) == 1 * len(arithmetic(1).records)

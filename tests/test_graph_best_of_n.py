@@ -17,7 +17,7 @@ FAST_RETRY = RetryPolicy(
 
 def minority_right(req: Request) -> str:
     """Right (42) on every third sample only; the grader must find it."""
-    if "Grade: N" in req.prompt:
+    if "Grade: <your grade" in req.prompt:
         return grader(req)
     return f"The answer is {42 if req.sample % 3 == 0 else 41}."
 

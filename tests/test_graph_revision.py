@@ -20,7 +20,7 @@ def refiner(req: Request) -> str:
 
     Critiques say "too small" until the answer reaches 42; the grader likes 42 best.
     """
-    if "Grade: N" in req.prompt:
+    if "Grade: <your grade" in req.prompt:
         stated = re.findall(r"The answer is (\d+)", req.prompt)
         return f"Grade: {9 if stated and stated[-1] == '42' else 3}"
     if req.prompt.startswith("[User Question]") and "List each mistake" in req.prompt:

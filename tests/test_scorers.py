@@ -124,3 +124,14 @@ async def test_pooling_prm_errors_are_classified() -> None:
     prm = PoolingPRM("http://prm.test", "prm", transport=httpx.MockTransport(refuse))
     with pytest.raises(PermanentEndpointError, match="HTTP 404"):
         await prm.score("q", "a step", FakeServer().context())
+
+
+@pytest.mark.parametrize(
+    ("reply", "steps", "label"),
+    [("Checks out.\n**Grade:** 7", [6 / 9], "7"), ("grade = 10", [1.0], "10"), ("Grade: N", [None], "unparseable")],
+)
+async def test_judge_grade_reads_markdown_and_refuses_the_placeholder(
+    reply: str, steps: list[float | None], label: str
+) -> None:
+    scored = await JudgeGrade().score("q", "a", FakeServer(reply=lambda req: reply).context())
+    assert (scored.steps, scored.label, scored.text) == (steps, label, reply)

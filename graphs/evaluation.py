@@ -390,8 +390,9 @@ class Progress:
     ``every`` seconds (and at the end), so CI logs stay short.
     """
 
-    def __init__(self, total: int, stream: TextIO | None = sys.stderr, every: float = 10.0) -> None:
-        self.total, self.done, self.stream, self.every = total, 0, stream, every
+    def __init__(self, total: int, stream: TextIO | None = None, every: float = 10.0) -> None:
+        self.total, self.done, self.every = total, 0, every
+        self.stream = stream or sys.stderr
         self.right = self.counted = 0
         self.tokens = 0
         self.started = self.last = time.monotonic()

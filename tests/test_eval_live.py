@@ -36,7 +36,7 @@ def test_ttc_eval_runs_resumes_and_fits_a_router(
         rows = store.dump()
     assert len(rows["questions"]) == 4 and len(rows["samples"]) == 4 * 2 and len(rows["judgements"]) == 4 * 2
     assert all(r[4] > 0 for r in rows["sample_usage"])  # prompt tokens, from the server's usage
-    table = list(csv.DictReader((out / "results.csv").open()))
+    table = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert [(r["strategy"], r["budget"]) for r in table] == [
         ("vote", "1"),
         ("vote", "2"),

@@ -33,8 +33,10 @@ from graphs.evaluation import (
     EvalStore,
     Progress,
     Results,
+    direct_options,
     evaluate,
     format_table,
+    options_key,
     pending,
     progress_total,
     results,
@@ -131,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--policy", help="router: a routing policy file written by `ttc eval` (policies.json)")
     run.add_argument("--policy-budget", help="router: which of the file's token budgets (default the largest)")
     _strategy_args(run)
-    run.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"], default="auto",
-                     help="how the final answer is asked for and read (default auto)")  # fmt: skip
+    run.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"],
+                     help="how the answer is asked for and read (default auto; router: its policy's)")  # fmt: skip
     _sampling_args(run)
     run.add_argument("--max-calls", type=_positive, help="budget cap: most LLM calls")
     run.add_argument("--max-total-tokens", type=_positive, help="budget cap: most prompt+completion tokens")
@@ -239,7 +241,13 @@ def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
         if not args.policy:
             raise ConfigError("--strategy router needs --policy FILE (written by ttc eval)")
         policy = _policy(args.policy, args.policy_budget)
+        args.answer_format = args.answer_format or policy.answer_format
         routed = {r.strategy: strategy_options(args, r.strategy) for r in policy.routes}
+        for r in policy.routes:
+            now = options_key(direct_options(r.strategy, r.budget, routed[r.strategy]))
+            if r.name in policy.options and policy.options[r.name] != now:
+                print(f"ttc: note: {r.name} was evaluated with {policy.options[r.name]}, runs with {now}",
+                      file=sys.stderr)  # fmt: skip
         return build_router_graph(policy, options=routed)
     if args.policy:
         raise ConfigError("--policy is for --strategy router")
@@ -272,7 +280,7 @@ def _policy(path: str, budget: str | None) -> Policy:
 
 
 def _context(args: argparse.Namespace, llm: LLM) -> RunContext:
-    fmt: AnswerFormat = args.answer_format
+    fmt: AnswerFormat = args.answer_format or "auto"
     return RunContext(
         llm=llm,
         temperature=args.temperature,
@@ -379,13 +387,14 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results]:
                     await evaluate(store, dataset, plan, ctx, concurrency=args.concurrency, progress=progress)
         elif not args.quiet:
             print(f"ttc: {out / 'store.sqlite'} holds every result already: no LLM calls", file=sys.stderr)
-        res = results(store, plan, max_n=args.max_n)
+        res = results(store, plan, dataset.records, max_n=args.max_n)
     paths = write_outputs(res, out)
     report: dict[str, Any] = {"dataset": res.dataset, "model": res.model, "questions": len(res.questions),
                               "incomplete": res.incomplete, "results": res.table, "out": str(out)}  # fmt: skip
     try:
+        options = {f"{s}@{b}": options_key(plan.run_options(s, b)) for s in plan.strategies for b in plan.budgets}
         sel = select_compute_optimal(res, probe=args.probe, probe_size=args.probe_size, bins=args.bins,
-                                     folds=args.folds, seed=args.question_seed)  # fmt: skip
+                                     folds=args.folds, seed=args.question_seed, options=options)  # fmt: skip
     except ConfigError as exc:
         report["selection"] = {"skipped": str(exc)}
     else:

@@ -96,9 +96,9 @@ CREATE TABLE IF NOT EXISTS judgements (
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, PRIMARY KEY (qid, idx, scorer)
 );
 CREATE TABLE IF NOT EXISTS runs (
-    strategy TEXT NOT NULL, budget INTEGER NOT NULL, qid TEXT NOT NULL, answer TEXT, correct INTEGER NOT NULL,
-    requests INTEGER NOT NULL, calls INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL, output TEXT NOT NULL, PRIMARY KEY (strategy, budget, qid)
+    strategy TEXT NOT NULL, budget INTEGER NOT NULL, options TEXT NOT NULL, qid TEXT NOT NULL, answer TEXT,
+    correct INTEGER NOT NULL, requests INTEGER NOT NULL, calls INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, output TEXT NOT NULL, PRIMARY KEY (strategy, budget, options, qid)
 );
 """
 
@@ -117,10 +117,38 @@ SCORER_PROMPTS = {"judge-verdict": filter_prompt("{question}", "{answer}"), "jud
 
 
 def scorer_key(scorer: Scorer) -> str:
-    """How a scorer's judgements are filed: its name and a hash of its prompt, so a reworded judge
-    judges again (into its own rows) while the samples and the other judges' rows stay valid."""
+    """How a scorer's judgements are filed: its name and a hash of its prompt (or, for a reward
+    model, of its settings: server, model, step tag), so a reworded or different judge judges
+    again (into its own rows) while the samples and the other judges' rows stay valid."""
     prompt = SCORER_PROMPTS.get(scorer.name)
-    return f"{scorer.name}#{_hash(prompt)}" if prompt else scorer.name
+    if prompt is None:
+        fields: dict[str, Any] = (
+            {f.name: getattr(scorer, f.name) for f in dataclasses.fields(scorer)}
+            if dataclasses.is_dataclass(scorer)
+            else {}
+        )
+        prompt = json.dumps({k: v for k, v in fields.items() if k not in ("api_key", "transport")}, default=repr,
+                            sort_keys=True)  # fmt: skip
+    return f"{scorer.name}#{_hash(prompt)}"
+
+
+def options_key(options: dict[str, Any]) -> str:
+    """A direct run's builder options as stored with it (scorers by :func:`scorer_key`), so a run
+    with other options is a different run."""
+    described = {k: scorer_key(v) if k == "scorer" else v for k, v in sorted(options.items())}
+    return json.dumps(described, default=repr, sort_keys=True)
+
+
+def direct_options(strategy: str, budget: int, options: dict[str, Any]) -> dict[str, Any]:
+    """A direct strategy's builder options at a budget: a budget below the beam width searches
+    with width = budget, and ``mix`` has about ``sqrt(budget)`` chains unless told otherwise.
+    The evaluation and the router both use this, so a route runs what was evaluated."""
+    out = dict(options)
+    if strategy == "mix":
+        out.setdefault("chains", max(1, round(math.sqrt(budget))))
+    if "beam_width" in out:
+        out["beam_width"] = min(out["beam_width"], budget)
+    return out
 
 
 FILTER_SCORER = scorer_key(JudgeVerdict())  # Filter-Vote keeps the samples this judge calls correct
@@ -200,9 +228,13 @@ class EvalStore:
         keys = ("index", "text", "answer", "finish_reason", "seed", "correct")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def store_samples(self, qid: str, first: int, samples: Sequence[tuple[Candidate, bool]], usage: Ledger) -> None:
-        """One propose run's samples (numbered from ``first``) and its usage, in one transaction."""
+    def store_samples(
+        self, qid: str, first: int, samples: Sequence[tuple[Candidate, bool]], usage: Ledger, failed_requests: int = 0
+    ) -> None:
+        """One propose run's samples (numbered from ``first``) and its usage, in one transaction;
+        ``requests`` counts the requests that returned (a failed one carries no tokens)."""
         total = ledger_totals(usage)
+        total["requests"] -= failed_requests
         with self._db:
             for c, correct in samples:
                 self._db.execute(
@@ -244,26 +276,30 @@ class EvalStore:
 
     # -- direct runs -------------------------------------------------------------------------
 
-    def has_run(self, strategy: str, budget: int, qid: str) -> bool:
+    def has_run(self, strategy: str, budget: int, options: str, qid: str) -> bool:
         row = self._db.execute(
-            "SELECT 1 FROM runs WHERE strategy = ? AND budget = ? AND qid = ?", (strategy, budget, qid)
+            "SELECT 1 FROM runs WHERE strategy = ? AND budget = ? AND options = ? AND qid = ?",
+            (strategy, budget, options, qid),
         ).fetchone()
         return row is not None
 
-    def store_run(self, strategy: str, budget: int, qid: str, out: dict[str, Any], correct: bool) -> None:
+    def store_run(self, strategy: str, budget: int, options: str, qid: str, out: dict[str, Any], correct: bool) -> None:
         t = ledger_totals(out.get("ledger"))
         with self._db:
             self._db.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (strategy, budget, qid, out.get("answer"), int(correct), t["requests"], t["calls"],
+                "INSERT OR IGNORE INTO runs (strategy, budget, options, qid, answer, correct, requests, calls,"
+                " prompt_tokens, completion_tokens, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (strategy, budget, options, qid, out.get("answer"), int(correct), t["requests"], t["calls"],
                  t["prompt_tokens"], t["completion_tokens"], json.dumps(out, default=str)),
             )  # fmt: skip
 
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self, strategy: str, budget: int, options: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT strategy, budget, qid, answer, correct, calls, prompt_tokens, completion_tokens FROM runs"
+            "SELECT qid, answer, correct, calls, prompt_tokens, completion_tokens FROM runs"
+            " WHERE strategy = ? AND budget = ? AND options = ?",
+            (strategy, budget, options),
         )
-        keys = ("strategy", "budget", "qid", "answer", "correct", "calls", "prompt_tokens", "completion_tokens")
+        keys = ("qid", "answer", "correct", "calls", "prompt_tokens", "completion_tokens")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def usage(self, qid: str) -> dict[str, int]:
@@ -349,6 +385,17 @@ class EvalPlan:
             out[scorer_key(self.scorer)] = self.scorer
         return out
 
+    def run_options(self, strategy: str, budget: int) -> dict[str, Any]:
+        """The builder options of a strategy at a budget (what its graph is built with)."""
+        if strategy in ("vote", "filter-vote", "pass@k"):
+            return {}
+        options = dict(self.options.get(strategy, {}))
+        if self.scorer is not None:
+            options.setdefault("scorer", self.scorer)
+        if strategy in ("best-of-n", "weighted-best-of-n"):
+            options.setdefault("aggregation", self.aggregation)
+        return direct_options(strategy, budget, options)
+
     def check_dataset(self, dataset: Dataset) -> None:
         """Whether the plan can run on ``dataset`` (checked before any call is made)."""
         if dataset.answer_format == "auto" and any(s not in CODE_STRATEGIES for s in self.strategies):
@@ -376,7 +423,11 @@ def pending(store: EvalStore, dataset: Dataset, plan: EvalPlan) -> int:
             store.sample_count(r.qid) < m or any(len([i for i in store.judged(r.qid, s) if i < m]) < m for s in scorers)
         ):
             left += 1
-        left += sum(not store.has_run(s, b, r.qid) for s in plan.direct for b in plan.budgets)
+        left += sum(
+            not store.has_run(s, b, options_key(plan.run_options(s, b)), r.qid)
+            for s in plan.direct
+            for b in plan.budgets
+        )
     return left
 
 
@@ -396,7 +447,7 @@ class Progress:
         self.right = self.counted = 0
         self.tokens = 0
         self.started = self.last = time.monotonic()
-        self.tty = bool(stream and getattr(stream, "isatty", lambda: False)())
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def add(self, *, tokens: int = 0, correct: bool | None = None) -> None:
         self.done += 1
@@ -431,7 +482,7 @@ def _retrying() -> AsyncRetrying:
     return AsyncRetrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(RETRY_POLICY.max_attempts),
-        wait=wait_exponential_jitter(initial=RETRY_POLICY.initial_interval, max=RETRY_POLICY.max_interval),
+        wait=wait_exponential_jitter(multiplier=RETRY_POLICY.initial_interval, max=RETRY_POLICY.max_interval),
         reraise=True,
     )
 
@@ -452,18 +503,29 @@ async def _sample(store: EvalStore, record: Record, m: int, dataset: Dataset, ct
         )
         got = sorted(out["candidates"], key=lambda c: c["index"])
         contiguous = next((i for i, c in enumerate(got) if c["index"] != i), len(got))
-        kept = [(c, await dataset.check(record, c["text"], ctx)) for c in got[:contiguous]]
-        store.store_samples(record.qid, have, kept, out["ledger"])
         t = ledger_totals(out["ledger"])
         tokens += t["prompt_tokens"] + t["completion_tokens"]
+        if not contiguous:
+            continue
+        kept = [(c, await _correct(record, c, dataset, ctx)) for c in got[:contiguous]]
+        failed_requests = sum(1 for f in out.get("failures") or [] if f["node"] == "propose")
+        store.store_samples(record.qid, have, kept, out["ledger"], failed_requests)
         have += contiguous
     return tokens
+
+
+async def _correct(record: Record, sample: Candidate, dataset: Dataset, ctx: RunContext) -> bool:
+    """A sample is right when its stated answer (read in the run's format) is; code when it passes."""
+    if dataset.answer_format == "auto" and "tests" in record.info:
+        return await dataset.check(record, sample["text"], ctx)
+    return dataset.check_answer(record, sample["answer"])
 
 
 async def _judge_all(store: EvalStore, record: Record, scorers: dict[str, Scorer], ctx: RunContext) -> int:
     """Judge every stored sample of the question that a scorer has not judged yet."""
     samples = store.samples(record.qid)
     tokens = 0
+    failures: list[str] = []
 
     async def one(name: str, scorer: Scorer, sample: dict[str, Any]) -> None:
         nonlocal tokens
@@ -471,7 +533,11 @@ async def _judge_all(store: EvalStore, record: Record, scorers: dict[str, Scorer
             async for attempt in _retrying():
                 with attempt:
                     scored = await scorer.score(record.question, sample["text"], ctx)
-        except Exception as exc:  # recorded as the graphs record a failed judge call: it weighs nothing
+        except Exception as exc:
+            if is_transient(exc):  # still failing after the retries: left for a resume to judge again
+                failures.append(error_line(exc))
+                return
+            # recorded as the graphs record a failed judge call: it weighs nothing
             store.store_judgement(record.qid, sample["index"], name, [], None, "error", None, error_line(exc), {})
             return
         t = ledger_totals(scored.usage)
@@ -492,17 +558,11 @@ async def _judge_all(store: EvalStore, record: Record, scorers: dict[str, Scorer
 async def _run_direct(
     store: EvalStore, record: Record, strategy: str, budget: int, plan: EvalPlan, dataset: Dataset, ctx: RunContext
 ) -> dict[str, Any]:
-    options = dict(plan.options.get(strategy, {}))
-    if plan.scorer is not None and strategy != "vote":
-        options.setdefault("scorer", plan.scorer)
-    if strategy == "mix":
-        options.setdefault("chains", max(1, round(math.sqrt(budget))))
-    if "beam_width" in options:  # a budget below the beam width searches with width = budget
-        options["beam_width"] = min(options["beam_width"], budget)
+    options = plan.run_options(strategy, budget)
     graph = STRATEGIES[strategy](budget, **options).compile(name=f"{strategy}-{budget}")
     out: dict[str, Any] = await graph.ainvoke({"question": record.question, "question_id": record.qid}, context=ctx)
     correct = dataset.check_answer(record, out.get("answer"))
-    store.store_run(strategy, budget, record.qid, out, correct)
+    store.store_run(strategy, budget, options_key(options), record.qid, out, correct)
     return {"correct": correct, "tokens": ledger_totals(out.get("ledger"))}
 
 
@@ -539,7 +599,7 @@ async def evaluate(
                     progress.add(tokens=tokens, correct=_plurality_correct(samples, record) if samples else None)
             for strategy in plan.direct:
                 for budget in plan.budgets:
-                    if store.has_run(strategy, budget, record.qid):
+                    if store.has_run(strategy, budget, options_key(plan.run_options(strategy, budget)), record.qid):
                         if progress:
                             progress.add()
                         continue
@@ -587,6 +647,7 @@ class Results:
     table: list[dict[str, Any]]
     incomplete: list[str]  # questions left out of the pooled results (fewer samples than the pool size)
     pools: dict[str, QuestionPool]
+    answer_format: str | None = None
 
     def matrix(self, key: str = "accuracy") -> tuple[list[tuple[str, int]], np.ndarray]:
         """``(configurations, values)`` with one row per question that has every configuration."""
@@ -676,16 +737,15 @@ def subset_selection_accuracy(
     return total / count
 
 
-def results(store: EvalStore, plan: EvalPlan, *, max_n: int = 64) -> Results:
-    """Results of every configuration of ``plan`` that the store holds.
+def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None = None, *, max_n: int = 64) -> Results:
+    """Results of every configuration of ``plan`` on ``records`` (default: every question in the store).
 
     Pooled costs are expectations over subsets: a budget ``k`` costs its share of the proposal
     requests (prompt tokens per request × ``ceil(k / max_n)`` requests, plus ``k`` samples'
     completion tokens) plus ``k`` samples' judgements.
     """
     settings = store.settings()
-    records = store.records()
-    code = settings.get("answer_format") == "auto"
+    records = list(records) if records is not None else store.records()
     per_question: list[dict[str, Any]] = []
     incomplete: list[str] = []
     pools: dict[str, QuestionPool] = {}
@@ -695,9 +755,12 @@ def results(store: EvalStore, plan: EvalPlan, *, max_n: int = 64) -> Results:
     for record in records:
         if not m:
             break
+        code = "tests" in record.info
         samples = store.samples(record.qid)[:m]
-        judgements = {name: store.judgements(record.qid, name)[:m] for name in scorers}
-        if len(samples) < m or any(len(j) < m for j in judgements.values()):
+        judgements = {name: [j for j in store.judgements(record.qid, name) if j["index"] < m] for name in scorers}
+        if [x["index"] for x in samples] != list(range(m)) or any(
+            [j["index"] for j in js] != list(range(m)) for js in judgements.values()
+        ):
             incomplete.append(record.qid)
             continue
         # code has no answer to vote on: each sample is its own answer, right when it passed its tests
@@ -745,13 +808,15 @@ def results(store: EvalStore, plan: EvalPlan, *, max_n: int = 64) -> Results:
                 tokens += k * judge_tokens[judged] if judged else 0.0
                 per_question.append({"qid": record.qid, "strategy": strategy, "budget": k, "accuracy": accuracy,
                                      "calls": calls, "tokens": tokens, "method": "pool"})  # fmt: skip
-    wanted = {(s, b) for s in plan.direct for b in plan.budgets}
-    for run in store.runs():
-        if (run["strategy"], run["budget"]) in wanted:
-            per_question.append({"qid": run["qid"], "strategy": run["strategy"], "budget": run["budget"],
-                                 "accuracy": float(run["correct"]), "calls": float(run["calls"]),
-                                 "tokens": float(run["prompt_tokens"] + run["completion_tokens"]),
-                                 "method": "direct"})  # fmt: skip
+    wanted = {r.qid for r in records}
+    for strategy in plan.direct:
+        for budget in plan.budgets:
+            for run in store.runs(strategy, budget, options_key(plan.run_options(strategy, budget))):
+                if run["qid"] in wanted:
+                    per_question.append({"qid": run["qid"], "strategy": strategy, "budget": budget,
+                                         "accuracy": float(run["correct"]), "calls": float(run["calls"]),
+                                         "tokens": float(run["prompt_tokens"] + run["completion_tokens"]),
+                                         "method": "direct"})  # fmt: skip
     return Results(
         dataset=str(settings.get("dataset", "")),
         model=str(settings.get("model", "")),
@@ -760,6 +825,7 @@ def results(store: EvalStore, plan: EvalPlan, *, max_n: int = 64) -> Results:
         table=_table(per_question, plan),
         incomplete=incomplete,
         pools=pools,
+        answer_format=settings.get("answer_format"),
     )
 
 

@@ -5,8 +5,8 @@ Topology::
 
     START → probe ─(bin of the probe's agreement)→ <strategy>@<budget> → END
 
-``probe`` draws ``policy.probe_size`` samples in one request (seed ``ctx.seed``, like the first
-samples of the strategies) and measures their agreement (:func:`graphs.selection.agreement`);
+``probe`` draws ``policy.probe_size`` samples (in requests of at most ``max_n``, seeded like the
+first samples of the strategies) and measures their agreement (:func:`graphs.selection.agreement`);
 each route is a compiled strategy graph added as a subgraph node, so its progress events stream
 out and its ledger adds to the probe's. The probe's calls appear in the ledger as ``probe``.
 A policy comes from :func:`graphs.selection.select_compute_optimal` (``ttc eval`` writes one
@@ -15,24 +15,26 @@ per token budget to ``policies.json``).
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
 from graphs import STRATEGIES
 from graphs._common import BudgetReport, QuestionInput, check_question
+from graphs.evaluation import direct_options
 from graphs.selection import Policy, agreement
 from nodes._calls import usage_of
 from nodes.answers import extract_answer
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY
-from nodes.errors import ConfigError
+from nodes.errors import BadModelOutput, ConfigError
 from nodes.propose import propose_prompt
 from nodes.types import Candidate, Failure, Score, Verdict
 
@@ -108,22 +110,28 @@ def build_router_graph(
     async def probe(state: RouterState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)
         question = check_question(state)  # type: ignore[arg-type]
-        n = policy.probe_size
-        completion = await ctx.llm.chat(
-            [HumanMessage(propose_prompt(question, ctx.answer_format))],
-            n=n,
-            seed=ctx.seed,
-            temperature=ctx.temperature,
-            max_tokens=ctx.max_tokens,
-        )
-        answers = [extract_answer(t, ctx.answer_format) for t in completion.texts[:n]]
-        answers += [None] * (n - len(answers))  # a short reply counts as disagreement
+        n, most = policy.probe_size, ctx.llm.endpoint.max_n
+        prompt: list[BaseMessage] = [HumanMessage(propose_prompt(question, ctx.answer_format))]
+        completions = await asyncio.gather(*(
+            ctx.llm.chat(prompt, n=min(most, n - first), seed=ctx.seed + first, temperature=ctx.temperature,
+                         max_tokens=ctx.max_tokens)
+            for first in range(0, n, most)
+        ))  # fmt: skip
+        texts = [
+            t for c, first in zip(completions, range(0, n, most), strict=True) for t in c.texts[: min(most, n - first)]
+        ]
+        if len(texts) < n:  # a missing sample would read as disagreement and send the question to the wrong bin
+            raise BadModelOutput(f"the probe asked for {n} samples and got {len(texts)}")
+        answers = [extract_answer(t, ctx.answer_format) for t in texts]
         share = agreement(answers)
         route = policy.route(1.0 - share)
         runtime.stream_writer({"event": "routed", "agreement": share, "route": route.name})
+        ledger: Ledger = {}
+        for c in completions:
+            ledger = add_ledgers(ledger, usage_of("probe", c))
         return {
             "probe": {"answers": answers, "agreement": share, "difficulty": 1.0 - share, "route": route.name},
-            "ledger": usage_of("probe", completion),
+            "ledger": ledger,
         }
 
     def route_of(state: RouterState) -> str:
@@ -136,7 +144,7 @@ def build_router_graph(
     for route in dict.fromkeys(policy.routes):
         name = _node_name(route.name)
         names.append(name)
-        kwargs = dict((options or {}).get(route.strategy, {}))
+        kwargs = direct_options(route.strategy, route.budget, (options or {}).get(route.strategy, {}))
         builder.add_node(name, found[route.strategy](route.budget, **kwargs).compile(name=name))
         builder.add_edge(name, END)
     builder.add_edge(START, "probe")

@@ -107,7 +107,9 @@ class Policy:
     """Per difficulty bin, the configuration to run: what :func:`graphs.router.build_router_graph` needs.
 
     ``edges`` are the inner bin edges of the difficulty probe (``agreement`` of the first
-    ``probe_size`` samples); ``routes[i]`` serves bin ``i``.
+    ``probe_size`` samples); ``routes[i]`` serves bin ``i``. ``answer_format`` and ``options``
+    (each route's builder options, as :func:`graphs.evaluation.options_key` describes them)
+    record what was evaluated, so a router can run the same.
     """
 
     probe: str
@@ -115,6 +117,8 @@ class Policy:
     edges: list[float]
     routes: list[Route]
     token_budget: float | None = None
+    answer_format: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
 
     def route(self, value: float) -> Route:
         return self.routes[int(assign_bins(np.array([value]), np.array(self.edges))[0])]
@@ -127,8 +131,9 @@ class Policy:
         try:
             data = json.loads(text)
             routes = [Route(r["strategy"], int(r["budget"])) for r in data["routes"]]
-            policy = cls(data["probe"], int(data["probe_size"]), [float(e) for e in data["edges"]], routes,
-                         data.get("token_budget"))  # fmt: skip
+            edges = [float(e) for e in data["edges"]]
+            policy = cls(data["probe"], int(data["probe_size"]), edges, routes, data.get("token_budget"),
+                         data.get("answer_format"), dict(data.get("options") or {}))  # fmt: skip
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not a routing policy: {exc}") from None
         if len(policy.routes) != len(policy.edges) + 1:
@@ -216,6 +221,7 @@ def select_compute_optimal(
     folds: int = 2,
     token_budgets: Sequence[float] | None = None,
     seed: int = 0,
+    options: dict[str, str] | None = None,
 ) -> Selection:
     """Cross-validated compute-optimal selection against the best fixed configuration.
 
@@ -228,6 +234,7 @@ def select_compute_optimal(
         token_budgets: mean tokens per question to compare at (default: every configuration's
             mean cost).
         seed: for the fold assignment.
+        options: each configuration's builder options by name (``"vote@4"``), recorded in the policies.
     """
     configs, acc = res.matrix("accuracy")
     _, tokens = res.matrix("tokens")
@@ -262,8 +269,10 @@ def select_compute_optimal(
         points.append(BudgetPoint(budget, float(opt_acc.mean()), float(opt_tok.mean()), float(fix_acc.mean()),
                                   float(fix_tok.mean()), fixed_names, optimal_names))  # fmt: skip
         edges, per_bin, _ = _fit(acc, tokens, diff, everyone, bins, budget)
-        policies[f"{budget:g}"] = Policy(probe, probe_size, [float(e) for e in edges],
-                                         [Route(*configs[c]) for c in per_bin], budget)  # fmt: skip
+        routes = [Route(*configs[c]) for c in per_bin]
+        policies[f"{budget:.1f}"] = Policy(probe, probe_size, [float(e) for e in edges], routes, budget,
+                                           res.answer_format, {r.name: (options or {}).get(r.name, "{}")
+                                                               for r in routes})  # fmt: skip
     probe_tokens = 0.0
     vote_rows = [r for r in res.per_question if r["strategy"] == "vote" and r["budget"] == probe_size]
     if vote_rows:

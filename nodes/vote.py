@@ -10,6 +10,7 @@ sample index rather than completion time, a run's outcome is reproducible.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -39,7 +40,8 @@ def weighted_vote(candidates: Sequence[Candidate], weights: Mapping[int, float])
     groups = group_answers([c["answer"] for c in ordered])
     if not groups:
         return {"answer": None, "votes": {}, "supporters": [], "tie": False, "voters": 0}
-    totals = [sum(float(weights.get(ordered[m]["index"], 0.0)) for m in g.members) for g in groups]
+    # fsum: the exactly rounded total, the same in any order, so a tie is a tie whatever the sample order
+    totals = [math.fsum(float(weights.get(ordered[m]["index"], 0.0)) for m in g.members) for g in groups]
     best = max(totals)
     tied = [i for i, t in enumerate(totals) if t == best]
     # groups are in first-seen order, so tied[0] is the first-seen of the tied answers

@@ -9,8 +9,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from langgraph.types import RetryPolicy
 
 from graphs import build_best_of_n_graph, build_filter_vote_graph, build_vote_graph
+from graphs.best_of_n import select_weighted
 from graphs.datasets import Dataset, Record, load
 from graphs.evaluation import (
     FILTER_SCORER,
@@ -21,6 +23,7 @@ from graphs.evaluation import (
     pending,
     prefix_accuracy,
     results,
+    subset_selection_accuracy,
     write_outputs,
 )
 from nodes import ConfigError
@@ -279,3 +282,76 @@ async def test_pooled_tokens_charge_one_prompt_per_request(fake: FakeServer) -> 
     for res, prompts in ((one_request, 1), (three_requests, 3)):
         row = next(r for r in res.per_question if r["qid"] == qid and r["budget"] == 3)
         assert row["tokens"] == pytest.approx(prompts * prompt + 3 * completion)
+
+
+# -- what the review found ---------------------------------------------------------------------------
+
+
+def test_weighted_ties_are_ties_in_every_order() -> None:
+    # grades 2, 2, 5 for "a" and 1, 7 for "b": (g - 1) / 9 sums to 6/9 on both sides, whatever the order
+    scores_by_answer = [("a", 1 / 9), ("a", 1 / 9), ("a", 4 / 9), ("b", 0.0), ("b", 6 / 9)]
+    right_share = []
+    for order in itertools.permutations(range(5)):
+        candidates = [{"index": i, "text": "", "answer": scores_by_answer[j][0], "finish_reason": "stop",
+                       "seed": 0, "parent": None} for i, j in enumerate(order)]  # fmt: skip
+        scores = [
+            {"index": i, "steps": [], "score": scores_by_answer[j][1], "label": None} for i, j in enumerate(order)
+        ]
+        right_share.append(select_weighted(candidates, scores)["answer"] == "a")  # type: ignore[arg-type]
+    candidates = [{"index": i, "text": "", "answer": a, "finish_reason": "stop", "seed": 0, "parent": None}
+                  for i, (a, _) in enumerate(scores_by_answer)]  # fmt: skip
+    scores = [{"index": i, "steps": [], "score": v, "label": None} for i, (_, v) in enumerate(scores_by_answer)]
+    pooled = subset_selection_accuracy(candidates, scores, [True] * 5, 5, weighted=True, reference="a")  # type: ignore[arg-type]
+    assert pooled == pytest.approx(sum(right_share) / len(right_share)) == pytest.approx(3 / 5)
+
+
+async def test_results_cover_the_questions_asked_for(fake: FakeServer) -> None:
+    store = EvalStore(":memory:")
+    await evaluate(store, arithmetic(), EvalPlan(("vote",), (2,)), fake.context(answer_format="number"))
+    chosen = arithmetic().records[:2]
+    res = results(store, EvalPlan(("vote",), (2,)), chosen)
+    assert res.questions == [r.qid for r in chosen] and res.table[0]["questions"] == 2
+
+
+async def test_direct_runs_with_other_options_are_other_runs(fake: FakeServer) -> None:
+    store = EvalStore(":memory:")
+    ctx = fake.context(answer_format="number", max_tokens=64)
+    by_vote = EvalPlan(("mix",), (2,), scorer=JudgeGrade(), options={"mix": {"select": "vote"}})
+    by_last = EvalPlan(("mix",), (2,), scorer=JudgeGrade(), options={"mix": {"select": "last"}})
+    await evaluate(store, arithmetic(1), by_vote, ctx)
+    assert pending(store, arithmetic(1), by_vote) == 0 and pending(store, arithmetic(1), by_last) == 3
+    await evaluate(store, arithmetic(1), by_last, ctx)
+    assert len(store.dump()["runs"]) == 2 * 3
+    assert len(results(store, by_last).per_question) == 3
+
+
+async def test_a_failed_sampling_request_leaves_no_hole_in_the_costs() -> None:
+    clean, flaky = FakeServer(), FakeServer(fault=lambda body, count: 400 if count == 1 else None)
+    plan = EvalPlan(("vote",), (2,))
+    stores = []
+    for fake in (clean, flaky):
+        store = EvalStore(":memory:")
+        await evaluate(store, arithmetic(1), plan, fake.context(answer_format="number"), concurrency=1)
+        stores.append(results(store, plan).per_question)
+    assert stores[0] == stores[1]  # the failed request is drawn again and costs are per successful request
+
+
+async def test_a_missing_judgement_makes_a_question_incomplete_not_misaligned(fixed: FakeServer) -> None:
+    store = EvalStore(":memory:")
+    await evaluate(store, DATASET, PLAN, fixed.context(answer_format="number", max_tokens=64))
+    with store._db:
+        store._db.execute("DELETE FROM judgements WHERE qid = 'q3' AND idx = 1 AND scorer = ?", (FILTER_SCORER,))
+    res = results(store, PLAN)
+    assert res.incomplete == ["q3"] and all(r["qid"] != "q3" for r in res.per_question)
+    assert pending(store, DATASET, PLAN) == 1
+
+
+async def test_a_judge_that_keeps_failing_is_judged_again_on_resume(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("graphs.evaluation.RETRY_POLICY", RetryPolicy(initial_interval=0.001, max_attempts=2))
+    down = FakeServer(fault=lambda body, count: 503 if "conclude with either" in str(body["messages"]) else None)
+    plan = EvalPlan(("filter-vote",), (2,))
+    store = EvalStore(":memory:")
+    await evaluate(store, arithmetic(1), plan, down.context(answer_format="number"))
+    assert store.dump()["judgements"] == [] and pending(store, arithmetic(1), plan) == 3
+    await evaluate(store, arithmetic(1), plan, FakeServer().context(answer_format="number"))
+    assert len(store.dump()["judgements"]) == 2 * 3 and pending(store, arithmetic(1), plan) == 0

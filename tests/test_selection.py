@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ from graphs.selection import (
     select_compute_optimal,
 )
 from nodes import ConfigError
+from nodes.errors import BadModelOutput
 from tests.fakes import FakeServer, Request, arithmetic_truth
 
 # Easy questions: the probe's samples agree, one sample is nearly always right, and more calls help a little.
@@ -75,7 +77,7 @@ def test_compute_optimal_beats_the_best_fixed_strategy_at_equal_tokens() -> None
     assert p.fixed_choices == ["vote@1", "vote@1"] and p.fixed_accuracy == pytest.approx(0.7)
     assert p.optimal_choices == [["vote@8", "vote@1"], ["vote@8", "vote@1"]]
     assert p.optimal_accuracy == pytest.approx(0.75) and p.optimal_tokens == pytest.approx(45.0)
-    policy = sel.policies["80"]
+    policy = sel.policies["80.0"]
     assert policy.route(0.0) == Route("vote", 8) and policy.route(0.75) == Route("vote", 1)
 
 
@@ -149,3 +151,25 @@ def test_a_router_refuses_what_it_cannot_measure_or_run() -> None:
         build_router_graph(Policy("oracle", 4, [], [Route("vote", 1)]))
     with pytest.raises(ConfigError, match="unknown strategies"):
         build_router_graph(Policy("agreement", 4, [], [Route("pass@k", 1)]))
+
+
+async def test_the_probe_respects_max_n_and_refuses_missing_samples() -> None:
+    fake = FakeServer(reply=probe_reply)
+    graph = build_router_graph(Policy("agreement", 4, [0.3], [Route("vote", 1), Route("vote", 3)])).compile()
+    out = await graph.ainvoke({"question": "What is 12 * 3?"}, context=fake.context(endpoint={"max_n": 3}))
+    assert [b.get("n") for b in fake.requests[:2]] == [3, 1] and [b["seed"] for b in fake.requests[:2]] == [0, 3]
+    assert out["probe"]["agreement"] == 0.25 and out["ledger"]["probe"] == {
+        "requests": 2, "calls": 4, "prompt_tokens": out["ledger"]["probe"]["prompt_tokens"],
+        "completion_tokens": out["ledger"]["probe"]["completion_tokens"],
+    }  # fmt: skip
+
+    class OneReply(FakeServer):  # a server that ignores n
+        def handler(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/chat/completions"):
+                body = json.loads(request.content)
+                body["n"] = 1
+                request = httpx.Request("POST", request.url, json=body)
+            return super().handler(request)
+
+    with pytest.raises(BadModelOutput, match="asked for 4 samples and got 1"):
+        await graph.ainvoke({"question": "What is 12 * 3?"}, context=OneReply(reply=probe_reply).context())

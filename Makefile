@@ -8,7 +8,7 @@ STAMP    := $(VENV)/.ttc-installed
 QUESTION ?= A farmer has 12 cows, buys 7 more and then sells 4. How many cows does the farmer have now?
 K        ?= 8
 
-.PHONY: setup demo test notebooks lint clean
+.PHONY: setup demo test bench notebooks lint clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Every benchmark, each printing ratios measured in one run and whether its goal is met (about 5 minutes; starts
+# the embedded vLLM with SmolLM2 for the server benchmarks). BENCH_ARGS=--quick for a smoke run.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Execute both notebooks at full size in place (the real-samples one draws a pool from Qwen2.5-Coder-0.5B on the
 # embedded vLLM: about half an hour on 2 CPU cores, once; the pool is kept in ~/.cache/ttc-graphs/pools).

@@ -251,8 +251,8 @@ def add_propose_node(builder: StateGraph[Any, Any, Any, Any], retry: RetryPolicy
     )
 
 
-def route_plan(state: VoteState) -> list[Send] | str:
-    """The conditional edge after ``tally``: carry out its plan."""
+async def route_plan(state: VoteState) -> list[Send] | str:
+    """The conditional edge after ``tally``: carry out its plan (async: a sync edge would run in a thread)."""
     plan = state["plan"]
     if not plan["tasks"]:
         return plan["node"]

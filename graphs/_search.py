@@ -271,7 +271,7 @@ def check_beam_width(n: int, beam_width: int) -> None:
         raise ConfigError(f"beam width must be an integer from 1 to n ({n}), got {beam_width!r}")
 
 
-def _route(state: _SearchState) -> list[Send] | str:
+async def _route(state: _SearchState) -> list[Send] | str:
     plan = state["plan"]
     if not plan["tasks"]:
         return str(plan["node"])

@@ -134,7 +134,7 @@ def build_router_graph(
             "ledger": ledger,
         }
 
-    def route_of(state: RouterState) -> str:
+    async def route_of(state: RouterState) -> str:
         return _node_name(state["probe"]["route"])
 
     builder = StateGraph(RouterState, context_schema=RunContext, input_schema=QuestionInput, output_schema=RouterOutput)

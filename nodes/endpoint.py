@@ -11,6 +11,7 @@ SDK's own retries are switched off (``max_retries=0``) and retries never multipl
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import weakref
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import openai
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
+from langchain_openai.chat_models.base import _convert_message_to_dict
 from langgraph.errors import NodeTimeoutError
 from langgraph.types import RetryPolicy
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -204,14 +206,34 @@ class LLM:
         stop: list[str] | None = None,
         **extra: Any,
     ) -> Completion:
-        """One chat-completions request; raises :mod:`nodes.errors` classes on failure."""
-        params: dict[str, Any] = {"n": n, "temperature": temperature, "max_tokens": max_tokens, **extra}
+        """One chat-completions request; raises :mod:`nodes.errors` classes on failure.
+
+        The request goes through the OpenAI client that langchain-openai configured for this
+        endpoint (its ``post``), as a raw response read with one ``json.loads``: LangChain's message objects,
+        callbacks and the SDK's per-choice pydantic models cost more than the call itself on a
+        fast server (see ``benchmarks/``). ``extra`` passes OpenAI parameters (``logprobs``,
+        ``top_logprobs``) and ``extra_body`` (vLLM's own, e.g. ``continue_final_message``).
+        """
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": [_message_dict(m) for m in messages],
+            "n": n,
+            "temperature": temperature,
+            "max_completion_tokens": max_tokens,
+            **{k: v for k, v in extra.items() if k != "extra_body"},
+            **(extra.get("extra_body") or {}),
+        }
         if seed is not None:
-            params["seed"] = seed
+            body["seed"] = seed
+        if stop:
+            body["stop"] = stop
         model, limit = self._for_loop()
         async with limit:
             try:
-                result = await model.agenerate([messages], stop=stop, **params)
+                # post() keeps the client's auth, timeout and error mapping, and skips the SDK's
+                # per-request walk of the body against its TypedDicts (its own cost per call)
+                response = await model.root_async_client.post("/chat/completions", body=body, cast_to=httpx.Response)
+                data = json.loads(response.content)
             except openai.APIStatusError as exc:
                 raise self._status_error(exc) from exc
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
@@ -219,17 +241,20 @@ class LLM:
                 raise TransientEndpointError(
                     f"endpoint {self.endpoint.base_url} {kind}", base_url=self.endpoint.base_url
                 ) from exc
-        generations = result.generations[0]
-        if not generations:
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BadModelOutput(f"endpoint {self.endpoint.base_url} answered with invalid JSON") from exc
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
             raise BadModelOutput(f"endpoint {self.endpoint.base_url} returned no choices")
-        usage = (result.llm_output or {}).get("token_usage") or {}
+        choices = sorted(choices, key=lambda c: c.get("index") or 0)
+        usage = data.get("usage") or {}
         return Completion(
-            texts=[g.text for g in generations],
-            finish_reasons=[(g.generation_info or {}).get("finish_reason") for g in generations],
+            texts=[str((c.get("message") or {}).get("content") or "") for c in choices],
+            finish_reasons=[c.get("finish_reason") for c in choices],
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
-            logprobs=[(g.generation_info or {}).get("logprobs") for g in generations],
-            stop_reasons=[(g.generation_info or {}).get("stop_reason") for g in generations],
+            logprobs=[c.get("logprobs") for c in choices],
+            stop_reasons=[c.get("stop_reason") for c in choices],
         )
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:
@@ -273,6 +298,11 @@ def _error_message(exc: openai.APIStatusError) -> str:
 def _one_line(text: str, limit: int = 200) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _message_dict(message: BaseMessage) -> dict[str, Any]:
+    """A LangChain message as the OpenAI API takes it (langchain-openai's own conversion)."""
+    return dict(_convert_message_to_dict(message))
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -1,0 +1,108 @@
+"""What the benchmarks share: starting the instant responder, timing, and the plain client baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from openai import AsyncOpenAI
+
+from graphs.vote import build_vote_graph
+from nodes import LLM, Endpoint, RunContext
+from nodes.propose import propose_prompt
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def responder() -> Iterator[str]:
+    """The instant responder in its own process; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.responder", "--port", str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        if "ready" not in proc.stdout.readline():
+            raise RuntimeError("the responder did not start")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class Timing:
+    seconds: float
+    calls: int
+
+
+async def run_framework(endpoint: Endpoint, questions: list[str], k: int, *, max_tokens: int, seed: int = 0) -> Timing:
+    """The Vote graph over every question at once (the endpoint's limit bounds requests in flight)."""
+    graph = build_vote_graph(k).compile()
+    async with LLM(endpoint) as llm:
+        ctx = RunContext(llm=llm, temperature=0.7, max_tokens=max_tokens, seed=seed, answer_format="number")
+        start = time.perf_counter()
+        outs = await asyncio.gather(*(graph.ainvoke({"question": q}, context=ctx) for q in questions))
+        seconds = time.perf_counter() - start
+    return Timing(seconds, sum(len(o["candidates"]) for o in outs))
+
+
+async def run_plain(
+    endpoint: Endpoint, questions: list[str], k: int, *, max_tokens: int, seed: int = 0, max_n: int | None = None
+) -> Timing:
+    """The same requests from a plain ``AsyncOpenAI`` client at the same concurrency and ``n``."""
+    most = max_n or endpoint.max_n
+    limit = asyncio.Semaphore(endpoint.max_concurrency)
+    async with httpx.AsyncClient(
+        timeout=endpoint.request_timeout, limits=httpx.Limits(max_connections=endpoint.max_concurrency * 2)
+    ) as http:
+        client = AsyncOpenAI(base_url=endpoint.base_url, api_key="none", max_retries=0, http_client=http)
+
+        async def one(question: str, first: int, n: int) -> int:
+            async with limit:
+                reply = await client.chat.completions.create(
+                    model=endpoint.model,
+                    messages=[{"role": "user", "content": propose_prompt(question, "number")}],
+                    n=n,
+                    seed=seed + first,
+                    temperature=0.7,
+                    max_completion_tokens=max_tokens,
+                )
+            return len(reply.choices)
+
+        start = time.perf_counter()
+        counts = await asyncio.gather(
+            *(one(q, first, min(most, k - first)) for q in questions for first in range(0, k, most))
+        )
+        seconds = time.perf_counter() - start
+    return Timing(seconds, sum(counts))
+
+
+async def best_of(rounds: int, make: Callable[[], Awaitable[Timing]]) -> Timing:
+    """The fastest of ``rounds`` runs (the least disturbed by the rest of a shared machine)."""
+    timings = [await make() for _ in range(rounds)]
+    return min(timings, key=lambda t: t.seconds)
+
+
+def questions(count: int) -> list[str]:
+    return [f"What is {10 + i} + {20 + 3 * i}?" for i in range(count)]
+
+
+def verdict(ok: bool) -> str:
+    return "goal met" if ok else "goal NOT met"
+
+
+Row = dict[str, Any]

@@ -1,0 +1,47 @@
+"""Overhead per LLM call: the Vote graph against a plain client, both talking to the instant responder.
+
+Goals: at most 1 ms added per call (k = 1: one call per graph run), and at most 10% added at
+k = 64 (one request with n = 64 per question).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from benchmarks.common import Row, Timing, best_of, questions, responder, run_framework, run_plain, verdict
+from nodes import Endpoint
+
+
+async def measure(base_url: str, k: int, count: int, rounds: int) -> tuple[Timing, Timing]:
+    endpoint = Endpoint(base_url=base_url, model="bench", max_concurrency=16)
+    qs = questions(count)
+    await run_framework(endpoint, qs[:20], k, max_tokens=64)  # warm up imports, connections, caches
+    await run_plain(endpoint, qs[:20], k, max_tokens=64)
+    fw: list[Timing] = []
+    plain: list[Timing] = []
+    for _ in range(rounds):  # interleaved, so both see the same machine
+        fw.append(await best_of(1, lambda: run_framework(endpoint, qs, k, max_tokens=64)))
+        plain.append(await best_of(1, lambda: run_plain(endpoint, qs, k, max_tokens=64)))
+    return min(fw, key=lambda t: t.seconds), min(plain, key=lambda t: t.seconds)
+
+
+def run(quick: bool = False) -> list[Row]:
+    rows = []
+    with responder() as url:
+        fw, plain = asyncio.run(measure(url, 1, 200 if quick else 1000, 3))
+        added_ms = (fw.seconds - plain.seconds) / fw.calls * 1000
+        rows.append({"benchmark": "overhead per call (k=1, instant endpoint)",
+                     "result": f"{added_ms:+.3f} ms per call ({fw.seconds / plain.seconds:.2f}× the plain "
+                               f"client's time; {fw.calls} calls)",
+                     "goal": "≤ 1 ms", "met": verdict(added_ms <= 1.0)})  # fmt: skip
+        fw, plain = asyncio.run(measure(url, 64, 20 if quick else 100, 3))
+        ratio = fw.seconds / plain.seconds
+        rows.append({"benchmark": "overhead at k=64 (n=64 requests, instant endpoint)",
+                     "result": f"{(ratio - 1) * 100:+.1f}% time ({fw.calls} samples)", "goal": "≤ +10%",
+                     "met": verdict(ratio <= 1.10)})  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)

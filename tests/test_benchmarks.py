@@ -1,0 +1,24 @@
+"""The benchmarks' own parts work (their timings are printed by ``make bench``, never asserted here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.common import questions, responder, run_framework, run_plain
+from benchmarks.curves import monte_carlo_curve, synthetic_pools
+from graphs.pool import pool_curves
+from nodes import Endpoint
+
+
+async def test_the_instant_responder_answers_both_clients_alike() -> None:
+    with responder() as url:
+        endpoint = Endpoint(base_url=url, model="bench", max_n=2)
+        fw = await run_framework(endpoint, questions(5), 3, max_tokens=16)
+        plain = await run_plain(endpoint, questions(5), 3, max_tokens=16)
+    assert fw.calls == plain.calls == 5 * 3  # the same samples, in requests of at most max_n
+
+
+def test_the_monte_carlo_baseline_simulates_the_same_curve() -> None:
+    pools = synthetic_pools(3, 12)
+    exact = pool_curves(pools, [1, 3, 5]).vote
+    assert monte_carlo_curve(pools, [1, 3, 5], trials=4000) == pytest.approx(exact, abs=0.04)

@@ -27,11 +27,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def responder() -> Iterator[str]:
-    """The instant responder in its own process; yields its base URL."""
+def responder(delay: float = 0.0) -> Iterator[str]:
+    """The instant responder (or one that waits ``delay`` seconds a completion) in its own process;
+    yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.responder", "--port", str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "benchmarks.responder", "--port", str(port), "--delay", str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

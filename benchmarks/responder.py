@@ -35,6 +35,9 @@ def _completion(body: dict, raw: bytes) -> bytes:  # type: ignore[type-arg]
     return json.dumps(reply).encode()
 
 
+DELAY = 0.0  # seconds before each completion (tests that kill a run mid-way need it to take a while)
+
+
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:
@@ -49,6 +52,8 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
             if path.endswith(b"/models"):
                 payload = b'{"object":"list","data":[{"id":"bench","object":"model"}]}'
             elif method == b"POST" and path.endswith(b"/chat/completions"):
+                if DELAY:
+                    await asyncio.sleep(DELAY)
                 payload = _completion(json.loads(raw), raw)
             else:
                 payload = b'{"error":{"message":"not found"}}'
@@ -73,8 +78,12 @@ async def serve(port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    global DELAY
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().port))
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each completion")
+    args = parser.parse_args()
+    DELAY = args.delay
+    asyncio.run(serve(args.port))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from nodes.answers import AnswerFormat
 from nodes.budget import Budget, ledger_totals
 from nodes.context import RunContext
 from nodes.endpoint import LLM, Endpoint
-from nodes.errors import ConfigError, ServerError, TTCError
+from nodes.errors import ConfigError, EndpointError, ServerError, TTCError
 from nodes.scorers import JudgeGrade, JudgeVerdict, PoolingPRM, Scorer, SelfEvalPRM
 from nodes.server import DEFAULT_MODEL, PACKAGED_MODELS, EmbeddedServer
 
@@ -502,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.question.strip():
             raise ConfigError("the question is empty")
         result = asyncio.run(_run(args))
+        if not result.get("candidates") and result.get("failures"):  # nothing came back: the run failed
+            raise EndpointError(result["failures"][0]["error"].split(": ", 2)[-1])
     except TTCError as exc:
         print(f"ttc: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

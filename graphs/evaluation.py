@@ -30,6 +30,7 @@ import itertools
 import json
 import math
 import random
+import re
 import sqlite3
 import sys
 import time
@@ -51,7 +52,7 @@ from nodes.answers import equivalent, group_answers
 from nodes.budget import Ledger, ledger_totals
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY, is_transient
-from nodes.errors import ConfigError
+from nodes.errors import ConfigError, PermanentEndpointError
 from nodes.propose import ANSWER_INSTRUCTIONS, PROPOSE_PROMPT
 from nodes.scorers import GRADE_PROMPT, STEP_PROMPT, Aggregation, JudgeVerdict, Scorer, aggregate
 from nodes.types import Candidate, Score
@@ -487,6 +488,9 @@ def _retrying() -> AsyncRetrying:
     )
 
 
+_ENDPOINT_WIDE = re.compile(r"answered HTTP (401|403|404)\b")
+
+
 async def _sample(store: EvalStore, record: Record, m: int, dataset: Dataset, ctx: RunContext) -> int:
     """Draw samples until the question has ``m`` (seeds continue where the store stopped);
     returns the tokens spent."""
@@ -503,6 +507,9 @@ async def _sample(store: EvalStore, record: Record, m: int, dataset: Dataset, ct
         )
         got = sorted(out["candidates"], key=lambda c: c["index"])
         contiguous = next((i for i, c in enumerate(got) if c["index"] != i), len(got))
+        endpoint_wide = [f["error"] for f in out.get("failures") or [] if _ENDPOINT_WIDE.search(f["error"])]
+        if not got and endpoint_wide:  # wrong key, model or URL: every other question would fail the same way
+            raise PermanentEndpointError(endpoint_wide[0].split(": ", 2)[-1])
         t = ledger_totals(out["ledger"])
         tokens += t["prompt_tokens"] + t["completion_tokens"]
         if not contiguous:

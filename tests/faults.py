@@ -71,8 +71,8 @@ class FaultProxy:
                         r = await client.request(method, path, content=body, headers=sent)
                         self._reply(writer, r.status_code, r.content)
                     await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionResetError):
-                pass
+            except (asyncio.IncompleteReadError, ConnectionResetError, asyncio.CancelledError):
+                pass  # the client went away, or the proxy is shutting down
             finally:
                 writer.close()
 

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from benchmarks.common import free_port
 from graphs import build_filter_vote_graph
+from graphs.datasets import load
+from graphs.evaluation import FILTER_SCORER, EvalPlan, EvalStore, pending, results
 from nodes import LLM, Endpoint, RunContext
+from nodes.server import EmbeddedServer
+from tests.conftest import LIVE_MODEL
 from tests.faults import FaultProxy
 
 pytestmark = pytest.mark.live
@@ -46,3 +58,44 @@ async def test_a_permanent_error_fails_fast_naming_the_endpoint(live_endpoint: E
     (failure,) = out["failures"]
     assert f"endpoint {url}/v1 answered HTTP {status}" in failure["error"] and "\n" not in failure["error"]
     assert out["answer"] is None
+
+
+def test_an_eval_whose_vllm_is_killed_and_restarted_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """The real vLLM is killed with SIGKILL mid-eval: the run ends with what it could store, and the same
+    command against the restarted server finishes every question with exactly its samples and judgements."""
+    port = free_port()
+    out = tmp_path / "eval"
+    plan = EvalPlan(("vote", "filter-vote"), (1, 4))
+    dataset = load("arithmetic", per_level=3, levels=["1+1", "2+2"])
+    server = EmbeddedServer(LIVE_MODEL, port=port).start()
+    argv = [sys.executable, "-m", "graphs.cli", "eval", "--per-level", "3", "--levels", "1+1,2+2",
+            "--strategies", "vote,filter-vote", "--budgets", "1,4", "--max-tokens", "48", "--judge-max-tokens", "24",
+            "--concurrency", "2", "--base-url", server.base_url, "--model", server.model.served_name,
+            "--out", str(out), "--quiet"]  # fmt: skip
+    try:
+        run = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if (out / "store.sqlite").exists():
+                with EvalStore(out / "store.sqlite") as store:
+                    if store.dump()["judgements"]:
+                        break
+            time.sleep(0.2)
+        assert server.pid is not None
+        os.killpg(server.pid, signal.SIGKILL)  # the server and its engine die at once
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err  # the eval ends: what failed is left for the next run
+        server.stop()
+        with EvalStore(out / "store.sqlite") as store:
+            assert pending(store, dataset, plan) > 0
+        server = EmbeddedServer(LIVE_MODEL, port=port).start()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.stop()
+    with EvalStore(out / "store.sqlite") as store:
+        assert pending(store, dataset, plan) == 0
+        for record in dataset.records:
+            assert [s["index"] for s in store.samples(record.qid)] == [0, 1, 2, 3]
+            assert [j["index"] for j in store.judgements(record.qid, FILTER_SCORER)] == [0, 1, 2, 3]
+        assert results(store, plan, dataset.records).incomplete == []

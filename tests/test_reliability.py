@@ -23,9 +23,12 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from benchmarks.common import free_port, responder
 from graphs import build_filter_vote_graph, build_vote_graph
+from graphs.cli import main
 from graphs.evaluation import EvalStore
 from tests.fakes import FakeServer, Request, default_reply
+from tests.faults import FaultProxy
 
+SECRET = "sk-ttc-test-secret-4f9a1c"
 ARGS = ["eval", "--dataset", "arithmetic", "--per-level", "6", "--levels", "1+1,2+2,3+3",
         "--strategies", "vote,filter-vote,pass@k", "--budgets", "1,4", "--model", "bench", "--quiet"]  # fmt: skip
 
@@ -147,21 +150,21 @@ async def test_an_interrupted_graph_run_resumes_from_its_sqlite_checkpoint(tmp_p
     config: Any = {"configurable": {"thread_id": "run-1"}}
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "checkpoints.sqlite")) as saver:
         graph = build_filter_vote_graph(4).compile(checkpointer=saver)
-        task = asyncio.create_task(graph.ainvoke({"question": "What is 3 + 4?"}, config, context=fake.context()))
+        ctx = fake.context(endpoint={"api_key": SECRET})
+        task = asyncio.create_task(graph.ainvoke({"question": "What is 3 + 4?"}, config, context=ctx))
         with pytest.raises(asyncio.CancelledError):
             await task
         assert fake.calls_for("then end your reply") == 4
         state = await graph.aget_state(config)
         assert len(state.values["candidates"]) == 4  # the samples are in the checkpoint
         task = None
-        out = await graph.ainvoke(None, config, context=fake.context())  # resume: no new input
+        out = await graph.ainvoke(None, config, context=ctx)  # resume: no new input
     assert fake.calls_for("then end your reply") == 4  # the samples were not drawn again
     assert len(out["candidates"]) == 4 and len(out["verdicts"]) == 4 and out["answer"] == "7"
+    assert SECRET.encode() not in (tmp_path / "checkpoints.sqlite").read_bytes()  # the key is context, not state
 
 
 # -- secrets -----------------------------------------------------------------------------------------
-
-SECRET = "sk-ttc-test-secret-4f9a1c"
 
 
 def test_the_api_key_appears_in_no_output_store_or_error(tmp_path: Path) -> None:
@@ -214,3 +217,22 @@ def test_an_eval_survives_its_server_being_killed_and_restarted(tmp_path: Path) 
     finally:
         stop(server)
     assert rows(tmp_path / "outage") == rows(tmp_path / "clean")
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_wrong_key_model_or_url_stops_run_and_eval_with_one_line(
+    status: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with responder() as url:
+        proxy = FaultProxy(url.removesuffix("/v1"), permanent=status)
+        with proxy.running() as root:
+            base = ["--base-url", f"{root}/v1", "--model", "bench"]
+            code_run = main(["run", *base, "-k", "4", "What is 3 + 4?"])
+            err_run = capsys.readouterr().err
+            code_eval = main([*ARGS[:-3], "--quiet", *base, "--out", str(tmp_path)])
+            err_eval = capsys.readouterr().err
+    assert code_run == 1 and code_eval == 1
+    for err in (err_run, err_eval):
+        assert err.startswith(f"ttc: error: endpoint {root}/v1 answered HTTP {status}") and err.count("\n") == 1
+    # run: one request, not retried; eval: stopped after the questions already in flight (4 at a time), not 18
+    assert 2 <= proxy.counts[str(status)] <= 1 + 4

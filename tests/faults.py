@@ -35,6 +35,8 @@ class FaultProxy:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._upstream: httpx.AsyncClient
 
     def _draw(self) -> str | None:
         with self._lock:
@@ -43,38 +45,39 @@ class FaultProxy:
             return self._rng.choice(FAULTS)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with httpx.AsyncClient(base_url=self.upstream, timeout=600) as client:
-            try:
-                while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    lines = head.decode("latin-1").split("\r\n")
-                    method, path, _ = lines[0].split(" ", 2)
-                    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-                    length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
-                    body = await reader.readexactly(length) if length else b""
-                    fault = None
-                    if method == "POST":
-                        fault = f"{self.permanent}" if self.permanent else self._draw()
-                    self.counts[fault or "forwarded"] += 1
-                    if fault == "reset":
-                        writer.transport.abort()
-                        return
-                    if fault == "timeout":
-                        await asyncio.sleep(self.hang)
-                        writer.transport.abort()
-                        return
-                    if fault is not None:
-                        payload = f'{{"error": {{"message": "injected HTTP {fault}"}}}}'.encode()
-                        self._reply(writer, int(fault), payload)
-                    else:
-                        sent = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
-                        r = await client.request(method, path, content=body, headers=sent)
-                        self._reply(writer, r.status_code, r.content)
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionResetError, asyncio.CancelledError):
-                pass  # the client went away, or the proxy is shutting down
-            finally:
-                writer.close()
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+                length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
+                body = await reader.readexactly(length) if length else b""
+                fault = None
+                if method == "POST":
+                    fault = f"{self.permanent}" if self.permanent else self._draw()
+                self.counts[fault or "forwarded"] += 1
+                if fault == "reset":
+                    writer.transport.abort()
+                    return
+                if fault == "timeout":
+                    await asyncio.sleep(self.hang)
+                    writer.transport.abort()
+                    return
+                if fault is not None:
+                    payload = f'{{"error": {{"message": "injected HTTP {fault}"}}}}'.encode()
+                    self._reply(writer, int(fault), payload)
+                else:
+                    sent = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+                    r = await self._upstream.request(method, path, content=body, headers=sent)
+                    self._reply(writer, r.status_code, r.content)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionResetError, asyncio.CancelledError):
+            pass  # the client went away, or the proxy is shutting down
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
 
     @staticmethod
     def _reply(writer: asyncio.StreamWriter, status: int, payload: bytes) -> None:
@@ -91,16 +94,21 @@ class FaultProxy:
 
         async def main() -> None:
             box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
-            server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-            box["port"] = server.sockets[0].getsockname()[1]
-            ready.set()
-            await box["stop"].wait()
-            server.close()
-            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in pending:  # connections still open, e.g. one held by a "timeout" fault
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            await server.wait_closed()
+            async with httpx.AsyncClient(base_url=self.upstream, timeout=600) as upstream:
+                self._upstream = upstream
+                server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+                box["port"] = server.sockets[0].getsockname()[1]
+                ready.set()
+                await box["stop"].wait()
+                server.close()
+                for writer in list(self._writers):  # open connections end their handlers by closing
+                    writer.transport.abort()
+                pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in pending:  # e.g. one sleeping through a "timeout" fault
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await server.wait_closed()
+                await asyncio.sleep(0.05)  # let the aborted transports release their sockets
 
         thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
         thread.start()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +18,32 @@ from openai import AsyncOpenAI
 from graphs.vote import build_vote_graph
 from nodes import LLM, Endpoint, RunContext
 from nodes.propose import propose_prompt
+from nodes.server import _free_port
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return _free_port("127.0.0.1")
+
+
+def start_responder(port: int, delay: float = 0.0) -> subprocess.Popen[str]:
+    """The responder in its own process on ``port``, once it is ready."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.responder", "--port", str(port), "--delay", str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if "ready" not in proc.stdout.readline():
+        stop_process(proc)
+        raise RuntimeError("the responder did not start")
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    proc.send_signal(sig)
+    proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 @contextlib.contextmanager
@@ -31,21 +51,11 @@ def responder(delay: float = 0.0) -> Iterator[str]:
     """The instant responder (or one that waits ``delay`` seconds a completion) in its own process;
     yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.responder", "--port", str(port), "--delay", str(delay)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_responder(port, delay)
     try:
-        assert proc.stdout is not None
-        if "ready" not in proc.stdout.readline():
-            raise RuntimeError("the responder did not start")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc)
 
 
 @dataclass
@@ -94,12 +104,6 @@ async def run_plain(
         )
         seconds = time.perf_counter() - start
     return Timing(seconds, sum(counts))
-
-
-async def best_of(rounds: int, make: Callable[[], Awaitable[Timing]]) -> Timing:
-    """The fastest of ``rounds`` runs (the least disturbed by the rest of a shared machine)."""
-    timings = [await make() for _ in range(rounds)]
-    return min(timings, key=lambda t: t.seconds)
 
 
 def questions(count: int) -> list[str]:

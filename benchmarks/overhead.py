@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks.common import Row, Timing, best_of, questions, responder, run_framework, run_plain, verdict
+from benchmarks.common import Row, Timing, questions, responder, run_framework, run_plain, verdict
 from nodes import Endpoint
 
 
@@ -20,8 +20,8 @@ async def measure(base_url: str, k: int, count: int, rounds: int) -> tuple[Timin
     fw: list[Timing] = []
     plain: list[Timing] = []
     for _ in range(rounds):  # interleaved, so both see the same machine
-        fw.append(await best_of(1, lambda: run_framework(endpoint, qs, k, max_tokens=64)))
-        plain.append(await best_of(1, lambda: run_plain(endpoint, qs, k, max_tokens=64)))
+        fw.append(await run_framework(endpoint, qs, k, max_tokens=64))
+        plain.append(await run_plain(endpoint, qs, k, max_tokens=64))
     return min(fw, key=lambda t: t.seconds), min(plain, key=lambda t: t.seconds)
 
 

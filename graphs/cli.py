@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -44,7 +43,7 @@ from graphs.evaluation import (
     write_outputs,
 )
 from graphs.router import build_router_graph
-from graphs.selection import BudgetPoint, Policy, Selection, format_selection, plot_selection, select_compute_optimal
+from graphs.selection import Policy, Selection, format_selection, plot_selection, select_compute_optimal
 from nodes.answers import AnswerFormat
 from nodes.budget import Budget, ledger_totals
 from nodes.context import RunContext
@@ -276,7 +275,7 @@ def _policy(path: str, budget: str | None) -> Policy:
         if key not in data:
             raise ConfigError(f"{path} has no policy for budget {key} (it has {', '.join(data)})")
         data = data[key]
-    return Policy.from_json(json.dumps(data))
+    return Policy.from_dict(data)
 
 
 def _context(args: argparse.Namespace, llm: LLM) -> RunContext:
@@ -370,7 +369,7 @@ def _eval_plan(args: argparse.Namespace) -> EvalPlan:
     )
 
 
-async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results]:
+async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results, Selection | None]:
     dataset = _eval_dataset(args)
     plan = _eval_plan(args)
     plan.check_dataset(dataset)
@@ -391,6 +390,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results]:
     paths = write_outputs(res, out)
     report: dict[str, Any] = {"dataset": res.dataset, "model": res.model, "questions": len(res.questions),
                               "incomplete": res.incomplete, "results": res.table, "out": str(out)}  # fmt: skip
+    sel: Selection | None = None
     try:
         options = {f"{s}@{b}": options_key(plan.run_options(s, b)) for s in plan.strategies for b in plan.budgets}
         sel = select_compute_optimal(res, probe=args.probe, probe_size=args.probe_size, bins=args.bins,
@@ -399,23 +399,20 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results]:
         report["selection"] = {"skipped": str(exc)}
     else:
         report["selection"] = sel.to_dict()
-        (out / "selection.json").write_text(json.dumps(sel.to_dict(), indent=2))
-        (out / "policies.json").write_text(json.dumps({k: dataclasses.asdict(v) for k, v in sel.policies.items()},
-                                                      indent=2))  # fmt: skip
+        (out / "selection.json").write_text(json.dumps(report["selection"], indent=2))
+        (out / "policies.json").write_text(json.dumps(report["selection"]["policies"], indent=2))
         if "accuracy_vs_calls.png" in paths:
             plot_selection(sel, out / "compute_optimal.png")
     report["files"] = sorted(p.name for p in out.iterdir() if p.is_file())
-    return report, res
+    return report, res, sel
 
 
-def format_eval(report: dict[str, Any], res_table: str) -> str:
-    lines = [res_table, ""]
-    sel = report.get("selection") or {}
-    if "skipped" in sel:
-        lines.append(f"compute-optimal selection skipped: {sel['skipped']}")
+def format_eval(report: dict[str, Any], res: Results, sel: Selection | None) -> str:
+    lines = [format_table(res), ""]
+    if sel is None:
+        lines.append(f"compute-optimal selection skipped: {report['selection']['skipped']}")
     else:
-        lines.append(format_selection(Selection(**{**sel, "points": [BudgetPoint(**p) for p in sel["points"]],
-                                                   "policies": {}})))  # fmt: skip
+        lines.append(format_selection(sel))
     lines.append(f"written to {report['out']}/: {', '.join(report['files'])}")
     return "\n".join(lines)
 
@@ -496,8 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _serve(args)
             return 0
         if args.command == "eval":
-            report, res = asyncio.run(_evaluate(args))
-            print(json.dumps(report, indent=2) if args.json else format_eval(report, format_table(res)))
+            report, res, sel = asyncio.run(_evaluate(args))
+            print(json.dumps(report, indent=2) if args.json else format_eval(report, res, sel))
             return 0
         if not args.question.strip():
             raise ConfigError("the question is empty")

@@ -31,9 +31,9 @@ import json
 import math
 import random
 import re
-import sqlite3
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ import numpy as np
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from graphs import STRATEGIES
+from graphs._sqlite import SqliteFile
 from graphs.datasets import Dataset, Record
 from graphs.pool import QuestionPool, bootstrap_band, pool_curves
 from graphs.scaling import pass_at_k
@@ -78,7 +79,6 @@ DIRECT = ("beam-search", "lookahead", "dvts", "rebase", "revision", "mix")
 CODE_STRATEGIES = ("best-of-n", "pass@k")  # code has no answer to vote on
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS questions (
     qid TEXT PRIMARY KEY, position INTEGER NOT NULL, question TEXT NOT NULL, reference TEXT NOT NULL,
     info TEXT NOT NULL DEFAULT '{}'
@@ -155,7 +155,7 @@ def direct_options(strategy: str, budget: int, options: dict[str, Any]) -> dict[
 FILTER_SCORER = scorer_key(JudgeVerdict())  # Filter-Vote keeps the samples this judge calls correct
 
 
-class EvalStore:
+class EvalStore(SqliteFile):
     """The SQLite file of one evaluation: its settings, questions and every call's result.
 
     Example:
@@ -168,35 +168,15 @@ class EvalStore:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> EvalStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(path, _SCHEMA)
 
     # -- settings and questions ----------------------------------------------------------------
 
     def check_settings(self, settings: dict[str, Any]) -> None:
         """Record the settings on first use; refuse a later run with different ones."""
-        with self._db:
-            for key, value in settings.items():
-                text = json.dumps(value, sort_keys=True)
-                row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-                if row is None:
-                    self._db.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", (key, text))
-                elif row[0] != text:
-                    raise ConfigError(f"store {self.path} was made with {key}={row[0]}, not {text}: use another --out")
+        if conflict := self._settings_conflict(settings):
+            key, stored, given = conflict
+            raise ConfigError(f"store {self.path} was made with {key}={stored}, not {given}: use another --out")
 
     def settings(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM settings")}
@@ -528,9 +508,10 @@ async def _correct(record: Record, sample: Candidate, dataset: Dataset, ctx: Run
     return dataset.check_answer(record, sample["answer"])
 
 
-async def _judge_all(store: EvalStore, record: Record, scorers: dict[str, Scorer], ctx: RunContext) -> int:
-    """Judge every stored sample of the question that a scorer has not judged yet."""
-    samples = store.samples(record.qid)
+async def _judge_all(
+    store: EvalStore, record: Record, samples: list[dict[str, Any]], scorers: dict[str, Scorer], ctx: RunContext
+) -> int:
+    """Judge every one of the question's ``samples`` that a scorer has not judged yet."""
     tokens = 0
     failures: list[str] = []
 
@@ -600,9 +581,9 @@ async def evaluate(
         async with limit:
             if plan.pool_size:
                 tokens = await _sample(store, record, plan.pool_size, dataset, ctx)
-                tokens += await _judge_all(store, record, scorers, ctx)
+                samples = store.samples(record.qid)
+                tokens += await _judge_all(store, record, samples, scorers, ctx)
                 if progress:
-                    samples = store.samples(record.qid)
                     progress.add(tokens=tokens, correct=_plurality_correct(samples, record) if samples else None)
             for strategy in plan.direct:
                 for budget in plan.budgets:
@@ -660,17 +641,16 @@ class Results:
         """``(configurations, values)`` with one row per question that has every configuration."""
         configs = sorted({(r["strategy"], r["budget"]) for r in self.per_question})
         by = {(r["qid"], r["strategy"], r["budget"]): r[key] for r in self.per_question}
-        rows = [q for q in self.questions if all((q, s, b) in by for s, b in configs)]
+        rows = self.complete_questions()
         return configs, np.array([[by[(q, s, b)] for s, b in configs] for q in rows], dtype=float).reshape(
             len(rows), len(configs)
         )
 
     def complete_questions(self) -> list[str]:
+        """The questions that have a result for every configuration."""
         configs = {(r["strategy"], r["budget"]) for r in self.per_question}
-        have: dict[str, int] = {}
-        for r in self.per_question:
-            have[r["qid"]] = have.get(r["qid"], 0) + 1
-        return [q for q in self.questions if have.get(q, 0) == len(configs)]
+        have = Counter(r["qid"] for r in self.per_question)
+        return [q for q in self.questions if have[q] == len(configs)]
 
 
 def _subsets(m: int, k: int, limit: int, seed: str) -> Iterator[tuple[int, ...]]:
@@ -693,10 +673,6 @@ def _expected_vote(candidates: Sequence[Candidate], weights: dict[int, float], r
     totals = [sum(weights.get(candidates[m]["index"], 0.0) for m in g.members) for g in groups]
     tied = [g for g, t in zip(groups, totals, strict=True) if t == max(totals)]
     return sum(len(g.members) for g in tied if right(g.answer)) / sum(len(g.members) for g in tied)
-
-
-def chosen_answer(candidates: Sequence[Candidate], index: int) -> str | None:
-    return next(c["answer"] for c in candidates if c["index"] == index)
 
 
 def subset_selection_accuracy(
@@ -731,12 +707,14 @@ def subset_selection_accuracy(
     for subset in _subsets(len(candidates), k, limit, seed):
         chosen = [candidates[i] for i in subset]
         scored = {c["index"]: v for c in chosen if (v := by_index.get(c["index"])) is not None}
-        answered = {i: v for i, v in scored.items() if chosen_answer(chosen, i) is not None}
+        answered = [
+            (c["answer"], scored[c["index"]]) for c in chosen if c["answer"] is not None and c["index"] in scored
+        ]
         if weighted and any(scored.values()):
             total += _expected_vote(chosen, scored, right)
         elif not weighted and answered:
-            best = max(answered.values())
-            tied = [str(chosen_answer(chosen, i)) for i, v in answered.items() if v == best]
+            best = max(v for _, v in answered)
+            tied = [a for a, v in answered if v == best]
             total += sum(right(a) for a in tied) / len(tied)
         else:  # nothing scored: the plurality vote
             total += _expected_vote(chosen, {c["index"]: 1.0 for c in chosen}, right)
@@ -759,9 +737,7 @@ def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None =
     m = plan.pool_size
     ks = sorted(b for b in plan.budgets if b <= m)
     scorers = plan.scorers()
-    for record in records:
-        if not m:
-            break
+    for record in records if m else []:
         code = "tests" in record.info
         samples = store.samples(record.qid)[:m]
         judgements = {name: [j for j in store.judgements(record.qid, name) if j["index"] < m] for name in scorers}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from graphs._sqlite import SqliteFile
 from graphs.filter_vote import build_filter_vote_graph
 from graphs.scaling import pass_at_k, subset_filter_vote_accuracy, subset_vote_accuracy
 from graphs.vote import build_vote_graph
@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS usage (
     qid TEXT NOT NULL, first_idx INTEGER NOT NULL, kind TEXT NOT NULL,
     requests INTEGER, calls INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER
 );
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -87,7 +86,7 @@ class QuestionPool:
         return dist
 
 
-class Pool:
+class Pool(SqliteFile):
     """A durable pool of samples in an SQLite file.
 
     Args:
@@ -101,21 +100,7 @@ class Pool:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60.0)
-        self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Pool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(path, _SCHEMA)
 
     def add_questions(self, questions: Iterable[dict[str, Any]]) -> None:
         """Add questions (``qid``, ``question``, ``answer`` and any other fields as info); a qid
@@ -134,14 +119,9 @@ class Pool:
 
     def check_settings(self, settings: dict[str, Any]) -> None:
         """Record the sampling settings on first use; refuse to mix samples drawn otherwise."""
-        with self._db:
-            for key, value in settings.items():
-                text = json.dumps(value)
-                row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-                if row is None:
-                    self._db.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, text))
-                elif row[0] != text:
-                    raise ValueError(f"pool {self.path} was built with {key}={row[0]}, not {text}")
+        if conflict := self._settings_conflict(settings):
+            key, stored, given = conflict
+            raise ValueError(f"pool {self.path} was built with {key}={stored}, not {given}")
 
     def qids(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT qid FROM questions ORDER BY rowid")]

@@ -16,9 +16,8 @@ per token budget to ``policies.json``).
 from __future__ import annotations
 
 import asyncio
-import operator
 from collections.abc import Callable
-from typing import Annotated, Any, TypedDict
+from typing import Any, TypedDict
 
 from langchain_core.messages import BaseMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
@@ -26,7 +25,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
 from graphs import STRATEGIES
-from graphs._common import BudgetReport, QuestionInput, check_question
+from graphs._common import QuestionInput, VoteOutput, VoteState, check_question
 from graphs.evaluation import direct_options
 from graphs.selection import Policy, agreement
 from nodes._calls import usage_of
@@ -36,7 +35,6 @@ from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY
 from nodes.errors import BadModelOutput, ConfigError
 from nodes.propose import propose_prompt
-from nodes.types import Candidate, Failure, Score, Verdict
 
 __all__ = ["RouterState", "build_router_graph"]
 
@@ -48,29 +46,14 @@ class Probe(TypedDict):
     route: str
 
 
-class RouterState(TypedDict, total=False):
-    question: str
-    question_id: str
+class RouterState(VoteState, total=False):
+    """A strategy's state (its subgraph writes into it) plus the probe."""
+
     probe: Probe
-    answer: str | None
-    decision: dict[str, Any]
-    candidates: Annotated[list[Candidate], operator.add]
-    verdicts: Annotated[list[Verdict], operator.add]
-    scores: Annotated[list[Score], operator.add]
-    failures: Annotated[list[Failure], operator.add]
-    ledger: Annotated[Ledger, add_ledgers]
-    budget: BudgetReport
 
 
-class RouterOutput(TypedDict):
-    question: str
+class RouterOutput(VoteOutput):
     probe: Probe
-    answer: str | None
-    decision: dict[str, Any]
-    candidates: list[Candidate]
-    failures: list[Failure]
-    ledger: Ledger
-    budget: BudgetReport
 
 
 def _node_name(route: str) -> str:
@@ -109,7 +92,7 @@ def build_router_graph(
 
     async def probe(state: RouterState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)
-        question = check_question(state)  # type: ignore[arg-type]
+        question = check_question(state)
         n, most = policy.probe_size, ctx.llm.endpoint.max_n
         prompt: list[BaseMessage] = [HumanMessage(propose_prompt(question, ctx.answer_format))]
         completions = await asyncio.gather(*(

@@ -130,11 +130,18 @@ class Policy:
     def from_json(cls, text: str) -> Policy:
         try:
             data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not a routing policy: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Policy:
+        try:
             routes = [Route(r["strategy"], int(r["budget"])) for r in data["routes"]]
             edges = [float(e) for e in data["edges"]]
             policy = cls(data["probe"], int(data["probe_size"]), edges, routes, data.get("token_budget"),
                          data.get("answer_format"), dict(data.get("options") or {}))  # fmt: skip
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not a routing policy: {exc}") from None
         if len(policy.routes) != len(policy.edges) + 1:
             raise ConfigError("a routing policy needs one route per bin (one more than its edges)")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from benchmarks.common import free_port, responder
+from benchmarks.common import free_port, responder, start_responder, stop_process
 from graphs import build_filter_vote_graph, build_vote_graph
 from graphs.cli import main
 from graphs.evaluation import EvalStore
@@ -185,20 +185,6 @@ def test_the_api_key_appears_in_no_output_store_or_error(tmp_path: Path) -> None
         assert SECRET.encode() not in path.read_bytes(), path
 
 
-def start_responder(port: int, delay: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.responder", "--port", str(port), "--delay", str(delay)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    assert proc.stdout is not None and "ready" in proc.stdout.readline()
-    return proc
-
-
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
-    proc.send_signal(sig)
-    proc.wait(timeout=10)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
 def test_an_eval_survives_its_server_being_killed_and_restarted(tmp_path: Path) -> None:
     with responder(delay=0.02) as url:
         finish(ttc(url, tmp_path / "clean"))
@@ -209,13 +195,13 @@ def test_an_eval_survives_its_server_being_killed_and_restarted(tmp_path: Path) 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (store.exists() and rows(tmp_path / "outage")["judgements"]):
         time.sleep(0.05)
-    stop(server, signal.SIGKILL)  # the server dies mid-eval, with requests in flight
+    stop_process(server, signal.SIGKILL)  # the server dies mid-eval, with requests in flight
     time.sleep(0.5)
     server = start_responder(port, 0.02)  # and comes back: the retries carry the eval through
     try:
         finish(run)
     finally:
-        stop(server)
+        stop_process(server)
     assert rows(tmp_path / "outage") == rows(tmp_path / "clean")
 
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypedDict
 
 from langgraph.errors import NodeError
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import RetryPolicy, Send
+from langgraph.types import RetryPolicy
 
-from graphs._common import BudgetReport, QuestionInput, check_k, decided, label, recover_to
+from graphs._common import BudgetReport, QuestionInput, add_tally, check_k, decided, label, recover_to
 from nodes._calls import error_line
 from nodes.budget import Ledger, add_ledgers, ledger_totals
 from nodes.context import RunContext, context_of
@@ -108,7 +108,6 @@ class _SearchState(TypedDict, total=False):
     failures: Annotated[list[Failure], operator.add]
     ledger: Annotated[Ledger, add_ledgers]
     rounds: Annotated[int, operator.add]
-    plan: dict[str, Any]
     budget: BudgetReport
     answer: str | None
     decision: dict[str, Any]
@@ -253,15 +252,11 @@ def build_search_graph(
     builder = StateGraph(
         _SearchState, context_schema=RunContext, input_schema=QuestionInput, output_schema=SearchOutput
     )
-    builder.add_node("tally", tally)
     builder.add_node("step", step_node, input_schema=StepTask, retry_policy=retry,
                      error_handler=recover_to(step_failed, "tally"))  # fmt: skip
     builder.add_node("reward", reward_node, retry_policy=retry, error_handler=recover_to(reward_failed, "tally"))
     builder.add_node("select", select)
-    builder.add_edge(START, "tally")
-    builder.add_conditional_edges("tally", _route, ["step", "reward", "select"])
-    builder.add_edge("step", "tally")
-    builder.add_edge("reward", "tally")
+    add_tally(builder, tally, ["step", "reward"], "select")
     builder.add_edge("select", END)
     return builder
 
@@ -269,13 +264,6 @@ def build_search_graph(
 def check_beam_width(n: int, beam_width: int) -> None:
     if isinstance(beam_width, bool) or not isinstance(beam_width, int) or not 1 <= beam_width <= n:
         raise ConfigError(f"beam width must be an integer from 1 to n ({n}), got {beam_width!r}")
-
-
-async def _route(state: _SearchState) -> list[Send] | str:
-    plan = state["plan"]
-    if not plan["tasks"]:
-        return str(plan["node"])
-    return [Send(plan["node"], task) for task in plan["tasks"]]
 
 
 def _dump(nodes: dict[int, Node]) -> dict[str, Node]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.errors import NodeError
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
@@ -26,12 +26,12 @@ from graphs._common import (
     VoteOutput,
     VoteState,
     add_propose_node,
+    add_tally,
     check_k,
     decided,
     guard_rounds,
     plan_propose_then_judge,
     recover_to,
-    route_plan,
 )
 from nodes._calls import error_line
 from nodes.context import RunContext, context_of
@@ -137,15 +137,11 @@ def build_best_of_n_graph(
         return decided(state, result)
 
     builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=BestOfNOutput)
-    builder.add_node("tally", tally)
     add_propose_node(builder, retry)
     score_node: Any = score  # langgraph's node protocols do not match an async (state, runtime) function for mypy
     builder.add_node("score", score_node, retry_policy=retry, error_handler=recover_to(score_failed, "tally"))
     builder.add_node("select", select)
-    builder.add_edge(START, "tally")
-    builder.add_conditional_edges("tally", route_plan, ["propose", "score", "select"])
-    builder.add_edge("propose", "tally")
-    builder.add_edge("score", "tally")
+    add_tally(builder, tally, ["propose", "score"], "select")
     builder.add_edge("select", END)
     return builder
 

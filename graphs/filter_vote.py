@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
@@ -24,12 +24,12 @@ from graphs._common import (
     VoteOutput,
     VoteState,
     add_propose_node,
+    add_tally,
     check_k,
     decided,
     guard_rounds,
     plan_propose_then_judge,
     recover_to,
-    route_plan,
 )
 from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY
@@ -86,7 +86,6 @@ def build_filter_vote_graph(
     builder = StateGraph(
         VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=FilterVoteOutput
     )
-    builder.add_node("tally", tally)
     add_propose_node(builder, retry)
     builder.add_node(
         "verify",
@@ -96,10 +95,7 @@ def build_filter_vote_graph(
         error_handler=recover_to(verify_failed, "tally"),
     )
     builder.add_node("vote", vote)
-    builder.add_edge(START, "tally")
-    builder.add_conditional_edges("tally", route_plan, ["propose", "verify", "vote"])
-    builder.add_edge("propose", "tally")
-    builder.add_edge("verify", "tally")
+    add_tally(builder, tally, ["propose", "verify"], "vote")
     builder.add_edge("vote", END)
     return builder
 

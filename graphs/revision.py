@@ -26,7 +26,7 @@ import operator
 from typing import Annotated, Any, Literal
 
 from langgraph.errors import NodeError
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
@@ -36,12 +36,12 @@ from graphs._common import (
     VoteOutput,
     VoteState,
     add_propose_node,
+    add_tally,
     decided,
     guard_rounds,
     plan_judging,
     plan_proposals,
     recover_to,
-    route_plan,
     worst_case_tokens,
 )
 from nodes._calls import error_line
@@ -228,16 +228,12 @@ def build_mix_graph(
         return decided(state, decision, chains=decision["chains"])
 
     builder = StateGraph(_MixState, context_schema=RunContext, input_schema=QuestionInput, output_schema=MixOutput)
-    builder.add_node("tally", tally)
     add_propose_node(builder, retry)
     nodes: dict[str, Any] = {"critique": critique, "revise": revise, "score": score}
     for name, fn in nodes.items():
         builder.add_node(name, fn, retry_policy=retry, error_handler=recover_to(step_failed(name), "tally"))
     builder.add_node("select", select_node)
-    builder.add_edge(START, "tally")
-    builder.add_conditional_edges("tally", route_plan, ["propose", "critique", "revise", "score", "select"])
-    for name in ("propose", "critique", "revise", "score"):
-        builder.add_edge(name, "tally")
+    add_tally(builder, tally, ["propose", "critique", "revise", "score"], "select")
     builder.add_edge("select", END)
     return builder
 

@@ -19,7 +19,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-from langchain_core.messages import BaseMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
@@ -32,7 +31,7 @@ from nodes._calls import usage_of
 from nodes.answers import extract_answer
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext, context_of
-from nodes.endpoint import RETRY_POLICY
+from nodes.endpoint import RETRY_POLICY, user
 from nodes.errors import BadModelOutput, ConfigError
 from nodes.propose import propose_prompt
 
@@ -94,7 +93,7 @@ def build_router_graph(
         ctx = context_of(runtime)
         question = check_question(state)
         n, most = policy.probe_size, ctx.llm.endpoint.max_n
-        prompt: list[BaseMessage] = [HumanMessage(propose_prompt(question, ctx.answer_format))]
+        prompt = [user(propose_prompt(question, ctx.answer_format))]
         completions = await asyncio.gather(*(
             ctx.llm.chat(prompt, n=min(most, n - first), seed=ctx.seed + first, temperature=ctx.temperature,
                          max_tokens=ctx.max_tokens)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
@@ -24,11 +24,11 @@ from graphs._common import (
     VoteOutput,
     VoteState,
     add_propose_node,
+    add_tally,
     check_k,
     decided,
     guard_rounds,
     plan_proposals,
-    route_plan,
 )
 from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY
@@ -73,12 +73,9 @@ def build_vote_graph(
         return decided(state, result)
 
     builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=VoteOutput)
-    builder.add_node("tally", tally)
     add_propose_node(builder, retry)
     builder.add_node("vote", vote)
-    builder.add_edge(START, "tally")
-    builder.add_conditional_edges("tally", route_plan, ["propose", "vote"])
-    builder.add_edge("propose", "tally")
+    add_tally(builder, tally, ["propose"], "vote")
     builder.add_edge("vote", END)
     return builder
 

@@ -9,7 +9,7 @@ from nodes.answers import AnswerFormat, equivalent, extract_answer, group_answer
 from nodes.budget import Budget, Ledger, add_ledgers, ledger_totals
 from nodes.context import RunContext
 from nodes.critique import critique
-from nodes.endpoint import LLM, RETRY_POLICY, Completion, Endpoint, is_transient
+from nodes.endpoint import LLM, RETRY_POLICY, Completion, Endpoint, Message, is_transient, user
 from nodes.errors import (
     BadModelOutput,
     ConfigError,
@@ -40,6 +40,7 @@ __all__ = [
     "EndpointError",
     "Failure",
     "Ledger",
+    "Message",
     "PermanentEndpointError",
     "RunContext",
     "ServerError",
@@ -59,6 +60,7 @@ __all__ = [
     "plurality_vote",
     "propose",
     "revise",
+    "user",
     "verify",
     "vote",
     "weighted_vote",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from nodes._calls import usage_of
 from nodes.context import RunContext, context_of
+from nodes.endpoint import user
 from nodes.types import Candidate, Critique
 
 __all__ = ["CRITIQUE_PROMPT", "CritiqueTask", "critique"]
@@ -31,7 +31,7 @@ async def critique(task: CritiqueTask, runtime: Runtime[RunContext]) -> dict[str
     ctx = context_of(runtime)
     candidate = task["candidate"]
     completion = await ctx.llm.chat(
-        [HumanMessage(CRITIQUE_PROMPT.format(question=task["question"], answer=candidate["text"]))],
+        [user(CRITIQUE_PROMPT.format(question=task["question"], answer=candidate["text"]))],
         n=1,
         seed=ctx.seed + candidate["index"],
         temperature=ctx.judge_temperature,

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from nodes.errors import BadModelOutput, ConfigError, PermanentEndpointError, TransientEndpointError
 
-__all__ = ["LLM", "RETRY_POLICY", "Completion", "Endpoint", "is_transient"]
+__all__ = ["LLM", "RETRY_POLICY", "Completion", "Endpoint", "Message", "is_transient", "user"]
 
 ENV_BASE_URL = "TTC_BASE_URL"
 ENV_MODEL = "TTC_MODEL"
@@ -90,6 +91,16 @@ def _first_error(exc: Exception) -> str:
         first = errors()[0]
         return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
     return str(exc)
+
+
+Message = BaseMessage | Mapping[str, Any]
+"""A chat message: an OpenAI-style mapping (``{"role": "user", "content": "..."}``), or a
+LangChain message."""
+
+
+def user(content: str) -> dict[str, str]:
+    """The OpenAI-style user message of ``content``."""
+    return {"role": "user", "content": content}
 
 
 @dataclass
@@ -197,7 +208,7 @@ class LLM:
 
     async def chat(
         self,
-        messages: list[BaseMessage],
+        messages: Sequence[Message],
         *,
         n: int = 1,
         seed: int | None = None,
@@ -300,9 +311,12 @@ def _one_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _message_dict(message: BaseMessage) -> dict[str, Any]:
-    """A LangChain message as the OpenAI API takes it (langchain-openai's own conversion)."""
-    return dict(_convert_message_to_dict(message))
+def _message_dict(message: Message) -> dict[str, Any]:
+    """A message as the OpenAI API takes it: an OpenAI-style mapping as it is, a LangChain
+    message by langchain-openai's own conversion."""
+    if isinstance(message, BaseMessage):
+        return dict(_convert_message_to_dict(message))
+    return dict(message)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from langchain_core.messages import HumanMessage
 from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
@@ -18,6 +17,7 @@ from nodes._calls import error_line, usage_of
 from nodes.answers import AnswerFormat, extract_answer
 from nodes.budget import ledger_entry
 from nodes.context import RunContext, context_of
+from nodes.endpoint import user
 from nodes.types import Candidate, Failure
 
 __all__ = ["ANSWER_INSTRUCTIONS", "PROPOSE_PROMPT", "ProposeTask", "propose", "propose_failed", "propose_prompt"]
@@ -53,7 +53,7 @@ async def propose(task: ProposeTask, runtime: Runtime[RunContext]) -> dict[str, 
     first, n = task["first_index"], task["n"]
     seed = ctx.seed + first
     completion = await ctx.llm.chat(
-        [HumanMessage(propose_prompt(task["question"], ctx.answer_format))],
+        [user(propose_prompt(task["question"], ctx.answer_format))],
         n=n,
         seed=seed,
         temperature=ctx.temperature,

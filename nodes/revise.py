@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from nodes._calls import usage_of
 from nodes.answers import extract_answer
 from nodes.context import RunContext, context_of
+from nodes.endpoint import user
 from nodes.errors import ConfigError
 from nodes.propose import ANSWER_INSTRUCTIONS
 from nodes.types import Candidate
@@ -56,7 +56,7 @@ async def revise(task: ReviseTask, runtime: Runtime[RunContext]) -> dict[str, An
     """Write the next attempt; returns ``{"candidates": [new], "ledger": ...}``."""
     ctx = context_of(runtime)
     completion = await ctx.llm.chat(
-        [HumanMessage(revise_prompt(task, ANSWER_INSTRUCTIONS[ctx.answer_format]))],
+        [user(revise_prompt(task, ANSWER_INSTRUCTIONS[ctx.answer_format]))],
         n=1,
         seed=ctx.seed + task["index"],
         temperature=ctx.temperature,

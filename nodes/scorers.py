@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import httpx
-from langchain_core.messages import HumanMessage
 
 from nodes._calls import usage_of
 from nodes.answers import equivalent, extract_answer
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext
-from nodes.endpoint import Completion
+from nodes.endpoint import Completion, user
 from nodes.errors import PermanentEndpointError, TransientEndpointError
 from nodes.sandbox import run_python_tests
 from nodes.verify import filter_prompt, parse_verdict
@@ -112,7 +111,7 @@ class Scorer(Protocol):
 async def _judge(prompt: str, ctx: RunContext) -> Completion:
     """One judge call with the run's judge settings."""
     return await ctx.llm.chat(
-        [HumanMessage(prompt)], seed=ctx.seed, temperature=ctx.judge_temperature, max_tokens=ctx.judge_max_tokens
+        [user(prompt)], seed=ctx.seed, temperature=ctx.judge_temperature, max_tokens=ctx.judge_max_tokens
     )
 
 
@@ -181,7 +180,7 @@ class SelfEvalPRM:
 
     async def _step(self, question: str, steps: list[str], ctx: RunContext) -> tuple[float | None, Ledger]:
         completion = await ctx.llm.chat(
-            [HumanMessage(STEP_PROMPT.format(question=question, steps=self.separator.join(steps)))],
+            [user(STEP_PROMPT.format(question=question, steps=self.separator.join(steps)))],
             seed=ctx.seed,
             temperature=0.0,
             max_tokens=1,

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from nodes._calls import usage_of
 from nodes.answers import extract_answer
 from nodes.context import RunContext, context_of
+from nodes.endpoint import user
 from nodes.propose import ANSWER_INSTRUCTIONS
 
 __all__ = ["STEP_INSTRUCTION", "Step", "StepTask", "step", "step_messages"]
@@ -45,11 +45,11 @@ class Step(TypedDict):
     answer: str | None
 
 
-def step_messages(question: str, prefix: str, ctx: RunContext) -> list[BaseMessage]:
+def step_messages(question: str, prefix: str, ctx: RunContext) -> list[dict[str, str]]:
     prompt = f"{question.strip()}\n\n{STEP_INSTRUCTION} {ANSWER_INSTRUCTIONS[ctx.answer_format]}"
-    messages: list[BaseMessage] = [HumanMessage(prompt)]
+    messages = [user(prompt)]
     if prefix:
-        messages.append(AIMessage(prefix))
+        messages.append({"role": "assistant", "content": prefix})
     return messages
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from typing import Any, TypedDict
 
-from langchain_core.messages import HumanMessage
 from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
 from nodes._calls import error_line, usage_of
 from nodes.budget import ledger_entry
 from nodes.context import RunContext, context_of
+from nodes.endpoint import user
 from nodes.types import Candidate, Verdict, VerdictLabel
 
 __all__ = ["FILTER_PROMPT", "VerifyTask", "filter_prompt", "parse_verdict", "verify", "verify_failed"]
@@ -63,7 +63,7 @@ async def verify(task: VerifyTask, runtime: Runtime[RunContext]) -> dict[str, An
     ctx = context_of(runtime)
     candidate = task["candidate"]
     completion = await ctx.llm.chat(
-        [HumanMessage(filter_prompt(task["question"], candidate["text"]))],
+        [user(filter_prompt(task["question"], candidate["text"]))],
         n=1,
         seed=ctx.seed + candidate["index"],
         temperature=ctx.judge_temperature,

@@ -100,6 +100,25 @@ async def test_token_cap_is_not_exceeded_and_decides_with_what_it_has() -> None:
     assert out["budget"]["exhausted"] and out["answer"] == "42"
 
 
+async def nodes_run(fake: FakeServer, k: int, **settings: Any) -> list[str]:
+    graph = build_vote_graph(k, retry=FAST_RETRY).compile()
+    ctx = fake.context(**settings)
+    return [node async for chunk in graph.astream({"question": "What is 20+22?"}, context=ctx) for node in chunk]
+
+
+async def test_the_first_wave_leaves_from_start_and_one_tally_joins_it(fake: FakeServer) -> None:
+    # three parallel requests (n=1), then a single tally that sees all of them, then the vote
+    assert await nodes_run(fake, 3, endpoint={"max_n": 1}) == ["propose", "propose", "propose", "tally", "vote"]
+
+
+async def test_a_budget_that_allows_no_call_goes_through_tally_to_say_so(fake: FakeServer) -> None:
+    assert await nodes_run(fake, 3, budget=Budget(max_tokens=5)) == ["tally", "vote"]
+    out = await run(fake, 3, budget=Budget(max_tokens=5))
+    assert out["candidates"] == [] and out["answer"] is None
+    assert out["budget"]["exhausted"] and "0 of 3 proposals" in out["budget"]["note"]
+    assert fake.requests == []
+
+
 async def test_no_stated_answer_gives_no_answer() -> None:
     fake = FakeServer(reply=lambda req: "I am not sure how to do this.")
     out = await run(fake, 3)
@@ -122,7 +141,8 @@ def test_bad_k_is_rejected_at_build_time(k: Any) -> None:
 def test_the_drawing_shows_fan_out_and_vote() -> None:
     mermaid = build_vote_graph(4).compile().get_graph().draw_mermaid()
     for edge in (
-        "__start__ --> tally",
+        "__start__ -.-> propose",
+        "__start__ -.-> tally",
         "tally -.-> propose",
         "propose --> tally",
         "tally -.-> vote",

@@ -318,10 +318,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 stream_mode=["custom", "values"],
                 subgraphs=True,  # the router's strategy runs as a subgraph: show its progress too
             )
+            output = set(graph.output_channels)  # the state holds more (e.g. an empty scores list in a vote)
             async for namespace, mode, chunk in stream:
                 if mode == "values":
                     if not namespace:
-                        result = chunk
+                        result = {key: value for key, value in chunk.items() if key in output}
                 elif not args.quiet and (line := _progress(chunk)):
                     print(line, file=sys.stderr, flush=True)
         result["strategy"] = args.strategy

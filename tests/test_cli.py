@@ -95,3 +95,32 @@ def test_report_shows_answer_votes_verdicts_and_tokens() -> None:
         "failed: samples [3]: propose: boom",
         "budget: budget (max_calls=8) reached",
     ])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("strategy", "lines", "calls"),
+    [
+        ("vote", ["answer: 7", "votes: 7 ×3"], "3 calls (1 requests)"),
+        ("filter-vote", ["answer: 7", "votes: 7 ×3", "verdicts: unparseable 3",
+                         "filter: no candidate kept, voted among all"], "6 calls (4 requests)"),
+    ],
+)  # fmt: skip
+def test_run_reports_what_the_strategy_returns(strategy: str, lines: list[str], calls: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    # a real HTTP endpoint (the benchmarks' responder: every reply says "The answer is <sum>.")
+    from benchmarks.common import responder
+
+    with responder() as url:
+        code = main(["run", "--base-url", url, "--model", "bench", "-k", "3", "--strategy", strategy, "--quiet",
+                     "What is 3 + 4?"])  # fmt: skip
+        assert code == 0
+        report = capsys.readouterr().out.splitlines()
+        assert report[: len(lines)] == lines
+        assert not any(line.startswith("scores:") for line in report)  # a vote has no scores to show
+        assert report[len(lines)].startswith("tokens: ") and report[len(lines)].endswith(f" in {calls}")
+        code = main(["run", "--base-url", url, "--model", "bench", "-k", "3", "--strategy", strategy, "--json",
+                     "What is 3 + 4?"])  # fmt: skip
+        assert code == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["answer"] == "7" and "rounds" not in out and "question_id" not in out
+        assert ("verdicts" in out) == (strategy == "filter-vote") and "scores" not in out

@@ -2,7 +2,8 @@
 
 ``python -m benchmarks [--quick] [--only overhead,memory,curves,server]`` (``make bench``). The
 machine is shared and noisy, so no result is an absolute time to compare across runs; each
-prints whether its goal is met.
+prints whether its goal is met. ``--profile FILE`` instead writes a pyinstrument profile of the
+framework's side of the per-call overhead measure (profile before optimising).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     parser.add_argument("--only", help=f"comma-separated, from {', '.join(SUITES)}")
+    parser.add_argument("--profile", metavar="FILE", help="write a profile of the k=1 overhead run to FILE, and stop")
     args = parser.parse_args()
+    if args.profile:
+        from benchmarks.overhead import profile
+
+        profile(args.profile, quick=args.quick)
+        print(f"profile written to {args.profile}")
+        return
     chosen = args.only.split(",") if args.only else list(SUITES)
     unknown = [c for c in chosen if c not in SUITES]
     if unknown:

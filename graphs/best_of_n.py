@@ -2,7 +2,7 @@
 
 Topology::
 
-    START → tally ─Send→ propose → tally ─Send×n→ score → tally → select → END
+    START ─Send→ propose → tally ─Send×n→ score → tally → select → END
 
 Best-of-N answers with the best-scored candidate that states an answer (ties: the first
 sample). Weighted Best-of-N sums the scores of equivalent answers and picks the largest sum

@@ -2,7 +2,7 @@
 
 Topology::
 
-    START → tally ─Send→ propose → tally ─Send×k→ verify → tally → vote → END
+    START ─Send→ propose → tally ─Send×k→ verify → tally → vote → END
 
 Every candidate is judged once with the paper's filter prompt; the vote counts the candidates
 judged ``[[correct]]`` and falls back to all candidates when none is kept. Unparseable verdicts,

@@ -8,7 +8,7 @@ sequential, ``chains = N`` is plain parallel sampling, and the ratio is the grap
 
 Topology::
 
-    START → tally ─Send×chains→ propose → tally ─Send→ critique → tally ─Send→ revise → tally … → select → END
+    START ─Send×chains→ propose → tally ─Send→ critique → tally ─Send→ revise → tally … → select → END
 
 Chains advance in lock-step (all critiques of a round in parallel, then all revisions). Sample
 ``index = round · chains + chain``. The budget counts *answers* (proposals and revisions);

@@ -2,12 +2,12 @@
 
 Topology::
 
-    START → tally ─Send×⌈k/max_n⌉→ propose → tally → … → vote → END
+    START ─Send×⌈k/max_n⌉→ propose → tally (─Send→ propose → tally …) → vote → END
 
 ``tally`` is where the graph decides: it plans the next wave of proposals (all ``k`` at once
 unless a budget cap makes it go wave by wave) and, when no more can or need be made, hands
-over to ``vote``. A propose request that fails for good becomes a recorded failure and the vote
-goes on with the rest.
+over to ``vote``. The first wave leaves from START (see :func:`graphs._common.add_tally`). A
+propose request that fails for good becomes a recorded failure and the vote goes on with the rest.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.common import questions, responder, run_framework, run_plain
@@ -22,3 +24,12 @@ def test_the_monte_carlo_baseline_simulates_the_same_curve() -> None:
     pools = synthetic_pools(3, 12)
     exact = pool_curves(pools, [1, 3, 5]).vote
     assert monte_carlo_curve(pools, [1, 3, 5], trials=4000) == pytest.approx(exact, abs=0.04)
+
+
+def test_the_profile_shows_where_the_framework_spends_its_time(tmp_path: Path) -> None:
+    from benchmarks.overhead import profile
+
+    path = tmp_path / "profile.txt"
+    profile(str(path), quick=True)
+    text = path.read_text()
+    assert "propose" in text and "LLM.chat" in text and "langgraph" in text

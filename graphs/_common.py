@@ -255,16 +255,24 @@ Tally = Callable[[Any, Runtime[RunContext]], Awaitable[dict[str, Any]]]
 """A strategy's tally: ``(state, runtime) -> update``, the update holding a ``plan``."""
 
 
-def add_tally(builder: StateGraph[Any, Any, Any, Any], tally: Tally, workers: Sequence[str], final: str) -> None:
+def add_tally(
+    builder: StateGraph[Any, Any, Any, Any],
+    tally: Tally,
+    workers: Sequence[str],
+    final: str,
+    *,
+    first: str | None = None,
+) -> None:
     """Add ``tally``, the node where a strategy graph decides, and the edges out of it and START.
 
     ``tally`` returns its state update with a :class:`Plan`: the next wave of ``workers``
     calls, or ``final``. The node carries the plan out as a ``Command`` (one ``Send`` per
     task); the workers lead back to ``tally``, so one tally a superstep sees every reply and
-    failure. When planning the first wave changes nothing in the state but the round count
-    (the vote family), START sends that wave out itself. Both save LangGraph work on every
-    run: a conditional edge reading a ``plan`` channel cost about 0.15 ms a run, the first
-    pass through ``tally`` as much again (``benchmarks/``, per-call overhead).
+    failure. With ``first`` (the vote family's ``propose``), START sends the first wave to it
+    itself whenever planning that wave changes nothing in the state but the round count; else
+    START leads to ``tally``. Both save LangGraph work on every run: a conditional edge reading
+    a ``plan`` channel cost about 0.15 ms a run, the first pass through ``tally`` as much again
+    (``benchmarks/``, per-call overhead).
     """
 
     async def node(state: Any, runtime: Runtime[RunContext]) -> Command[str]:
@@ -274,10 +282,13 @@ def add_tally(builder: StateGraph[Any, Any, Any, Any], tally: Tally, workers: Se
     async def start(state: Any, runtime: Runtime[RunContext]) -> list[Send] | str:
         update = await tally(state, runtime)
         plan = update.pop("plan")
-        return _goto(plan) if plan["tasks"] and set(update) <= {"rounds"} else "tally"
+        return _goto(plan) if plan["tasks"] and plan["node"] == first and set(update) <= {"rounds"} else "tally"
 
     builder.add_node("tally", node, destinations=(*workers, final))
-    builder.add_conditional_edges(START, start, [*workers, "tally"])
+    if first is None:
+        builder.add_edge(START, "tally")
+    else:
+        builder.add_conditional_edges(START, start, [first, "tally"])
     for worker in workers:
         builder.add_edge(worker, "tally")
 

@@ -141,7 +141,7 @@ def build_best_of_n_graph(
     score_node: Any = score  # langgraph's node protocols do not match an async (state, runtime) function for mypy
     builder.add_node("score", score_node, retry_policy=retry, error_handler=recover_to(score_failed, "tally"))
     builder.add_node("select", select)
-    add_tally(builder, tally, ["propose", "score"], "select")
+    add_tally(builder, tally, ["propose", "score"], "select", first="propose")
     builder.add_edge("select", END)
     return builder
 

@@ -95,7 +95,7 @@ def build_filter_vote_graph(
         error_handler=recover_to(verify_failed, "tally"),
     )
     builder.add_node("vote", vote)
-    add_tally(builder, tally, ["propose", "verify"], "vote")
+    add_tally(builder, tally, ["propose", "verify"], "vote", first="propose")
     builder.add_edge("vote", END)
     return builder
 

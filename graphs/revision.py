@@ -233,7 +233,7 @@ def build_mix_graph(
     for name, fn in nodes.items():
         builder.add_node(name, fn, retry_policy=retry, error_handler=recover_to(step_failed(name), "tally"))
     builder.add_node("select", select_node)
-    add_tally(builder, tally, ["propose", "critique", "revise", "score"], "select")
+    add_tally(builder, tally, ["propose", "critique", "revise", "score"], "select", first="propose")
     builder.add_edge("select", END)
     return builder
 

@@ -75,7 +75,7 @@ def build_vote_graph(
     builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=VoteOutput)
     add_propose_node(builder, retry)
     builder.add_node("vote", vote)
-    add_tally(builder, tally, ["propose"], "vote")
+    add_tally(builder, tally, ["propose"], "vote", first="propose")
     builder.add_edge("vote", END)
     return builder
 

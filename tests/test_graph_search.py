@@ -155,5 +155,7 @@ def test_bad_widths() -> None:
 def test_drawings() -> None:
     for graph in (build_beam_search_graph(4, 2), build_dvts_graph(4, 2), build_rebase_graph(4)):
         mermaid = graph.compile().get_graph().draw_mermaid()
-        for edge in ("tally -.-> step", "step --> tally", "tally -.-> reward", "reward --> tally", "tally -.-> select"):
+        for edge in ("__start__ --> tally", "tally -.-> step", "step --> tally", "tally -.-> reward",
+                     "reward --> tally", "tally -.-> select"):  # fmt: skip
             assert edge in mermaid
+        assert "__start__ -.->" not in mermaid  # a search's first step needs its root node: tally makes it

@@ -8,7 +8,7 @@ from typing import Annotated, Any, NotRequired, TypedDict
 
 from langgraph.errors import NodeError
 from langgraph.graph import START, StateGraph
-from langgraph.runtime import Runtime
+from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Command, RetryPolicy, Send
 
 from nodes.budget import Ledger, add_ledgers, ledger_totals
@@ -32,6 +32,7 @@ __all__ = [
     "plan_proposals",
     "plan_propose_then_judge",
     "recover_to",
+    "route_plan",
     "worst_case_tokens",
 ]
 
@@ -61,7 +62,8 @@ class VoteOutput(TypedDict):
 
 
 class Plan(TypedDict):
-    """What a tally decided: ``node`` to run next, with one ``Send`` per task (none: go to ``node``)."""
+    """What a tally decided, as plain data (so it checkpoints): ``node`` to run next, with one
+    ``Send`` per task (none: go to ``node``)."""
 
     node: str
     tasks: list[dict[str, Any]]
@@ -76,6 +78,7 @@ class VoteState(TypedDict, total=False):
     failures: Annotated[list[Failure], operator.add]
     ledger: Annotated[Ledger, add_ledgers]
     rounds: Annotated[int, operator.add]  # tally runs: bounds the wave loop
+    plan: Plan  # what the tally decided: the next wave of calls, or the final node
     budget: BudgetReport
     answer: str | None
     decision: dict[str, Any]
@@ -266,25 +269,30 @@ def add_tally(
     """Add ``tally``, the node where a strategy graph decides, and the edges out of it and START.
 
     ``tally`` returns its state update with a :class:`Plan`: the next wave of ``workers``
-    calls, or ``final``. The node carries the plan out as a ``Command`` (one ``Send`` per
-    task); the workers lead back to ``tally``, so one tally a superstep sees every reply and
-    failure. With ``first`` (the vote family's ``propose``), START sends the first wave to it
-    itself whenever planning that wave changes nothing in the state but the round count; else
-    START leads to ``tally``. Both save LangGraph work on every run: a conditional edge reading
-    a ``plan`` channel cost about 0.15 ms a run, the first pass through ``tally`` as much again
-    (``benchmarks/``, per-call overhead).
+    calls, or ``final``. The plan is state (so a checkpoint, or a state edit at an interrupt
+    with ``update_state(..., as_node="tally")``, carries it out again), and a conditional edge
+    sends it (one ``Send`` per task). The workers lead back to ``tally``, so one tally a
+    superstep sees every reply and failure.
+
+    With ``first`` (the vote family's ``propose``), START sends the first wave to it itself
+    whenever planning that wave changes nothing in the state but the round count, and otherwise
+    leads to ``tally``: a pass through ``tally`` costs LangGraph about 0.15 ms a run, which at
+    k = 1 is a sixth of the framework's cost per call (``benchmarks/``).
     """
 
-    async def node(state: Any, runtime: Runtime[RunContext]) -> Command[str]:
-        update = await tally(state, runtime)
-        return Command(update=update, goto=_goto(update.pop("plan")))
-
-    async def start(state: Any, runtime: Runtime[RunContext]) -> list[Send] | str:
+    async def start(state: Any) -> list[Send] | str:
+        runtime = _current_runtime()
+        if runtime is None:  # a state edit (update_state) has no run context: tally plans on resume
+            return "tally"
         update = await tally(state, runtime)
         plan = update.pop("plan")
-        return _goto(plan) if plan["tasks"] and plan["node"] == first and set(update) <= {"rounds"} else "tally"
+        if plan["tasks"] and plan["node"] == first and set(update) <= {"rounds"}:
+            return route_plan({"plan": plan})
+        return "tally"
 
-    builder.add_node("tally", node, destinations=(*workers, final))
+    node: Any = tally  # langgraph's node protocols do not match an async (state, runtime) function for mypy
+    builder.add_node("tally", node)
+    builder.add_conditional_edges("tally", _route, [*workers, final])
     if first is None:
         builder.add_edge(START, "tally")
     else:
@@ -293,8 +301,26 @@ def add_tally(
         builder.add_edge(worker, "tally")
 
 
-def _goto(plan: Plan) -> list[Send] | str:
+class _Planned(TypedDict):
+    plan: Plan
+
+
+def route_plan(state: _Planned) -> list[Send] | str:
+    """Where a plan goes: one ``Send`` per task, or its node when it has none."""
+    plan = state["plan"]
     return [Send(plan["node"], task) for task in plan["tasks"]] or plan["node"]
+
+
+async def _route(state: _Planned) -> list[Send] | str:  # async: a sync edge would run in a thread
+    return route_plan(state)
+
+
+def _current_runtime() -> Runtime[RunContext] | None:
+    try:
+        runtime = get_runtime(RunContext)
+    except RuntimeError:  # outside a run
+        return None
+    return runtime if runtime is not None and isinstance(runtime.context, RunContext) else None
 
 
 def guard_rounds(state: VoteState, limit: int) -> None:

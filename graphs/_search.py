@@ -108,6 +108,7 @@ class _SearchState(TypedDict, total=False):
     failures: Annotated[list[Failure], operator.add]
     ledger: Annotated[Ledger, add_ledgers]
     rounds: Annotated[int, operator.add]
+    plan: dict[str, Any]  # what the tally decided (see graphs._common.add_tally)
     budget: BudgetReport
     answer: str | None
     decision: dict[str, Any]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -100,3 +101,31 @@ async def test_strategy_called_from_a_node_with_a_different_state(fake: FakeServ
     app = builder.compile()
     out = await app.ainvoke({"messages": ["What is 2+3?"]}, context=fake.context())
     assert out["messages"][-1].startswith("5 (")
+
+
+async def test_a_state_edit_at_an_interrupt_is_carried_out(fake: FakeServer) -> None:
+    # human in the loop: stop before the first proposals, change the question, go on
+    graph = vote_graph(3).builder.compile(checkpointer=InMemorySaver(), interrupt_before=["propose"])
+    cfg: Any = {"configurable": {"thread_id": "edit-question"}}
+    await graph.ainvoke({"question": "What is 20+22?"}, cfg, context=fake.context())
+    assert (await graph.aget_state(cfg)).next == ("propose",) and fake.requests == []
+    await graph.aupdate_state(cfg, {"question": "What is 2+3?"})
+    await graph.ainvoke(None, cfg, context=fake.context())  # tally plans the new question's wave: stop before it
+    state = await graph.aget_state(cfg)
+    assert state.next == ("propose",) and fake.requests == []
+    assert [t.name for t in state.tasks] == ["propose"]
+    out = await graph.ainvoke(None, cfg, context=fake.context())
+    assert out["answer"] == "5" and len(out["candidates"]) == 3
+    assert all("2+3" in r["messages"][0]["content"] for r in fake.requests)
+
+
+async def test_a_state_edit_before_the_judges_keeps_the_planned_wave(fake: FakeServer) -> None:
+    # stop before the judge calls, look at the candidates, resume after an edit as tally
+    graph = build_filter_vote_graph(3).compile(checkpointer=InMemorySaver(), interrupt_before=["verify"])
+    cfg: Any = {"configurable": {"thread_id": "edit-before-verify"}}
+    await graph.ainvoke({"question": "What is 20+22?"}, cfg, context=fake.context())
+    state = await graph.aget_state(cfg)
+    assert state.next == ("verify", "verify", "verify") and len(state.values["candidates"]) == 3
+    await graph.aupdate_state(cfg, {"question": "What is 20+22?"}, as_node="tally")
+    out = await graph.ainvoke(None, cfg, context=fake.context())
+    assert len(out["verdicts"]) == 3 and out["answer"] == "42"

@@ -434,7 +434,7 @@ def format_result(result: dict[str, Any]) -> str:
     lines.append(
         "votes: " + (", ".join(shown) or "none") + (" (tie broken by first seen)" if decision.get("tie") else "")
     )
-    if "verdicts" in result:
+    if result.get("verdicts") or "kept" in decision:  # a filter-vote (routed to, or run)
         counts: dict[str, int] = {}
         for v in result["verdicts"]:
             counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
@@ -443,7 +443,7 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(
             "filter: no candidate kept, voted among all" if decision.get("fallback") else f"filter: kept samples {kept}"
         )
-    if "scores" in result:
+    if result.get("scores") or "chosen" in decision:  # a best-of-n (routed to, or run)
         shown_scores = ", ".join(
             f"#{s['index']} {'none' if s['score'] is None else format(s['score'], '.3f')}"
             for s in sorted(result["scores"], key=lambda s: s["index"])

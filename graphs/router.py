@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -34,6 +34,7 @@ from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY, user
 from nodes.errors import BadModelOutput, ConfigError
 from nodes.propose import propose_prompt
+from nodes.types import Score, Verdict
 
 __all__ = ["RouterState", "build_router_graph"]
 
@@ -52,7 +53,11 @@ class RouterState(VoteState, total=False):
 
 
 class RouterOutput(VoteOutput):
+    """The routed strategy's output (judge verdicts and verifier scores when it has them) and the probe."""
+
     probe: Probe
+    verdicts: NotRequired[list[Verdict]]
+    scores: NotRequired[list[Score]]
 
 
 def _node_name(route: str) -> str:

@@ -124,3 +124,28 @@ def test_run_reports_what_the_strategy_returns(strategy: str, lines: list[str], 
         out = json.loads(capsys.readouterr().out)
         assert out["answer"] == "7" and "rounds" not in out and "question_id" not in out
         assert ("verdicts" in out) == (strategy == "filter-vote") and "scores" not in out
+
+
+@pytest.mark.parametrize(
+    ("route", "shown", "hidden"),
+    [
+        ("filter-vote", ["verdicts: unparseable 3", "filter: no candidate kept, voted among all"], ["scores:"]),
+        ("vote", [], ["verdicts:", "filter:", "scores:"]),
+    ],
+)
+def test_a_routed_run_reports_what_its_strategy_returns(
+    route: str, shown: list[str], hidden: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from benchmarks.common import responder
+    from graphs.selection import Policy, Route
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(Policy("agreement", 2, [], [Route(route, 3)], answer_format="number").to_json())
+    with responder() as url:
+        code = main(["run", "--base-url", url, "--model", "bench", "--strategy", "router", "--policy", str(policy),
+                     "--quiet", "What is 3 + 4?"])  # fmt: skip
+    assert code == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report[:2] == ["answer: 7", f"probe: agreement 1.00 of 2 samples: {route}@3"]
+    assert all(line in report for line in shown)
+    assert not any(line.startswith(tuple(hidden)) for line in report)

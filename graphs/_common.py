@@ -277,7 +277,8 @@ def add_tally(
     With ``first`` (the vote family's ``propose``), START sends the first wave to it itself
     whenever planning that wave changes nothing in the state but the round count, and otherwise
     leads to ``tally``: a pass through ``tally`` costs LangGraph about 0.15 ms a run, which at
-    k = 1 is a sixth of the framework's cost per call (``benchmarks/``).
+    k = 1 is a sixth of the framework's cost per call (``benchmarks/``). So to stop a run before
+    any call, interrupt before ``first``, not before ``tally``.
     """
 
     async def start(state: Any) -> list[Send] | str:

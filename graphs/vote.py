@@ -6,8 +6,9 @@ Topology::
 
 ``tally`` is where the graph decides: it plans the next wave of proposals (all ``k`` at once
 unless a budget cap makes it go wave by wave) and, when no more can or need be made, hands
-over to ``vote``. The first wave leaves from START (see :func:`graphs._common.add_tally`). A
-propose request that fails for good becomes a recorded failure and the vote goes on with the rest.
+over to ``vote``. The first wave leaves from START; when a budget cap trims it, START leads to
+``tally`` instead (see :func:`graphs._common.add_tally`). A propose request that fails for good
+becomes a recorded failure and the vote goes on with the rest.
 """
 
 from __future__ import annotations

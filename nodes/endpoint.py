@@ -136,6 +136,15 @@ class _ChatOpenAI(ChatOpenAI):
         return result
 
 
+@dataclass
+class _LoopClients:
+    """An event loop's clients of one endpoint: httpx connections cannot cross loops."""
+
+    model: ChatOpenAI
+    http: httpx.AsyncClient
+    limit: asyncio.Semaphore
+
+
 class LLM:
     """The client of one endpoint: one ``ChatOpenAI``, one concurrency limit.
 
@@ -153,37 +162,38 @@ class LLM:
     def __init__(self, endpoint: Endpoint, *, http_async_client: httpx.AsyncClient | None = None) -> None:
         self.endpoint = endpoint
         self._http_async_client = http_async_client
+        self._headers = {
+            "Authorization": f"Bearer {endpoint.api_key.get_secret_value()}",
+            "Content-Type": "application/json",
+        }
         # One client and one concurrency limit per event loop: httpx connections and asyncio
         # primitives cannot cross loops (langchain-openai even shares a cached default client
         # between models), and a notebook or a test suite may run several loops over one LLM.
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[ChatOpenAI, asyncio.Semaphore]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"LLM(base_url={self.endpoint.base_url!r}, model={self.endpoint.model!r})"
 
-    def _new_chat_model(self) -> ChatOpenAI:
-        return _ChatOpenAI(
+    def _new_clients(self) -> _LoopClients:
+        http = self._http_async_client or httpx.AsyncClient(
+            timeout=self.endpoint.request_timeout,
+            limits=httpx.Limits(max_connections=self.endpoint.max_concurrency * 2),
+        )
+        model = _ChatOpenAI(
             model=self.endpoint.model,
             base_url=self.endpoint.base_url,
             api_key=self.endpoint.api_key,
             timeout=self.endpoint.request_timeout,
             max_retries=0,  # graphs retry with RetryPolicy; SDK retries would multiply them
-            http_async_client=self._http_async_client
-            or httpx.AsyncClient(
-                timeout=self.endpoint.request_timeout,
-                limits=httpx.Limits(max_connections=self.endpoint.max_concurrency * 2),
-            ),
+            http_async_client=http,
         )
+        return _LoopClients(model, http, asyncio.Semaphore(self.endpoint.max_concurrency))
 
     async def aclose(self) -> None:
         """Close the HTTP connections this event loop opened (a client it did not get passed)."""
-        pair = self._per_loop.pop(asyncio.get_running_loop(), None)
-        if pair is not None and self._http_async_client is None:
-            client = pair[0].http_async_client
-            if isinstance(client, httpx.AsyncClient):
-                await client.aclose()
+        clients = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if clients is not None and self._http_async_client is None:
+            await clients.http.aclose()
 
     async def __aenter__(self) -> LLM:
         return self
@@ -191,20 +201,20 @@ class LLM:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _for_loop(self) -> tuple[ChatOpenAI, asyncio.Semaphore]:
+    def _for_loop(self) -> _LoopClients:
         loop = asyncio.get_running_loop()
-        pair = self._per_loop.get(loop)
-        if pair is None:
-            pair = self._per_loop[loop] = (self._new_chat_model(), asyncio.Semaphore(self.endpoint.max_concurrency))
-        return pair
+        clients = self._per_loop.get(loop)
+        if clients is None:
+            clients = self._per_loop[loop] = self._new_clients()
+        return clients
 
     @property
     def chat_model(self) -> ChatOpenAI:
         """The langchain-openai model of the running event loop (a fresh one outside a loop)."""
         try:
-            return self._for_loop()[0]
+            return self._for_loop().model
         except RuntimeError:  # no running loop
-            return self._new_chat_model()
+            return self._new_clients().model
 
     async def chat(
         self,
@@ -219,11 +229,13 @@ class LLM:
     ) -> Completion:
         """One chat-completions request; raises :mod:`nodes.errors` classes on failure.
 
-        The request goes through the OpenAI client that langchain-openai configured for this
-        endpoint (its ``post``), as a raw response read with one ``json.loads``: LangChain's message objects,
-        callbacks and the SDK's per-choice pydantic models cost more than the call itself on a
-        fast server (see ``benchmarks/``). ``extra`` passes OpenAI parameters (``logprobs``,
-        ``top_logprobs``) and ``extra_body`` (vLLM's own, e.g. ``continue_final_message``).
+        The request goes straight through the endpoint's ``httpx`` client (the one the
+        langchain-openai model of :attr:`chat_model` also uses), and the reply is read with one
+        ``json.loads``. LangChain's message objects and callbacks, and the OpenAI SDK's request
+        options and per-choice pydantic models, cost more than the call itself on a fast server
+        (``benchmarks/``: about 0.5 ms a call for the SDK's ``post`` alone). ``extra`` passes
+        OpenAI parameters (``logprobs``, ``top_logprobs``) and ``extra_body`` (vLLM's own, e.g.
+        ``continue_final_message``).
         """
         body: dict[str, Any] = {
             "model": self.endpoint.model,
@@ -238,22 +250,23 @@ class LLM:
             body["seed"] = seed
         if stop:
             body["stop"] = stop
-        model, limit = self._for_loop()
-        async with limit:
+        clients = self._for_loop()
+        url = self.endpoint.base_url
+        async with clients.limit:
             try:
-                # post() keeps the client's auth, timeout and error mapping, and skips the SDK's
-                # per-request walk of the body against its TypedDicts (its own cost per call)
-                response = await model.root_async_client.post("/chat/completions", body=body, cast_to=httpx.Response)
-                data = json.loads(response.content)
-            except openai.APIStatusError as exc:
-                raise self._status_error(exc) from exc
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                kind = "timed out" if isinstance(exc, openai.APITimeoutError) else "could not be reached"
-                raise TransientEndpointError(
-                    f"endpoint {self.endpoint.base_url} {kind}", base_url=self.endpoint.base_url
-                ) from exc
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise BadModelOutput(f"endpoint {self.endpoint.base_url} answered with invalid JSON") from exc
+                response = await clients.http.post(
+                    f"{url}/chat/completions", content=json.dumps(body), headers=self._headers
+                )
+            except httpx.TimeoutException as exc:
+                raise TransientEndpointError(f"endpoint {url} timed out", base_url=url) from exc
+            except httpx.TransportError as exc:
+                raise TransientEndpointError(f"endpoint {url} could not be reached", base_url=url) from exc
+        if response.status_code >= 400:
+            raise self._status_error(response.status_code, _response_message(response))
+        try:
+            data = json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadModelOutput(f"endpoint {url} answered with invalid JSON") from exc
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
             raise BadModelOutput(f"endpoint {self.endpoint.base_url} returned no choices")
@@ -268,23 +281,21 @@ class LLM:
             stop_reasons=[c.get("stop_reason") for c in choices],
         )
 
-    def _status_error(self, exc: openai.APIStatusError) -> Exception:
-        status = exc.status_code
-        detail = _one_line(_error_message(exc))
-        message = f"endpoint {self.endpoint.base_url} answered HTTP {status}: {detail}"
+    def _status_error(self, status: int, detail: str) -> Exception:
+        message = f"endpoint {self.endpoint.base_url} answered HTTP {status}: {_one_line(detail)}"
         if status in (408, 409, 425, 429) or (status >= 500 and status not in (501, 505)):
             return TransientEndpointError(message, base_url=self.endpoint.base_url, status=status)
         return PermanentEndpointError(message, base_url=self.endpoint.base_url, status=status)
 
     async def check(self) -> None:
         """Fail fast with one clear line if the endpoint is unreachable or lacks the model."""
-        client = self._for_loop()[0].root_async_client
+        client = self._for_loop().model.root_async_client
         assert client is not None
         url = self.endpoint.base_url
         try:
             models = [m.id async for m in client.models.list()]
         except openai.APIStatusError as exc:
-            raise self._status_error(exc) from None
+            raise self._status_error(exc.status_code, _error_message(exc)) from None
         except (openai.APITimeoutError, openai.APIConnectionError):
             raise TransientEndpointError(f"endpoint {url} could not be reached", base_url=url) from None
         if models and self.endpoint.model not in models:
@@ -304,6 +315,22 @@ def _error_message(exc: openai.APIStatusError) -> str:
         if body.get("message"):
             return str(body["message"])
     return exc.message
+
+
+def _response_message(response: httpx.Response) -> str:
+    """What an error response says: its JSON ``error.message`` (OpenAI, vLLM), ``message`` or
+    ``detail``, else the start of its text."""
+    try:
+        body = json.loads(response.content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        said = inner.get("message") if isinstance(inner, dict) else None
+        for found in (said, body.get("message"), body.get("detail")):
+            if found:
+                return str(found)
+    return response.text[:200] or response.reason_phrase
 
 
 def _one_line(text: str, limit: int = 200) -> str:

@@ -146,12 +146,13 @@ class _LoopClients:
 
 
 class LLM:
-    """The client of one endpoint: one ``ChatOpenAI``, one concurrency limit.
+    """The client of one endpoint: its HTTP connections, one concurrency limit shared by the run,
+    and a ``ChatOpenAI`` on the same connections (:attr:`chat_model`) for LangChain use.
 
     Args:
         endpoint: where to send requests.
         http_async_client: an ``httpx.AsyncClient`` to use (tests pass one with a
-            ``MockTransport``); by default the SDK makes its own.
+            ``MockTransport``); by default one is made per event loop, and closed by :meth:`aclose`.
 
     Example:
         >>> llm = LLM(Endpoint(base_url="http://127.0.0.1:8000/v1", model="m"))

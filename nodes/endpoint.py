@@ -256,7 +256,10 @@ class LLM:
         async with clients.limit:
             try:
                 response = await clients.http.post(
-                    f"{url}/chat/completions", content=json.dumps(body), headers=self._headers
+                    f"{url}/chat/completions",
+                    content=json.dumps(body),
+                    headers=self._headers,
+                    timeout=self.endpoint.request_timeout,  # also on a client the caller passed
                 )
             except httpx.TimeoutException as exc:
                 raise TransientEndpointError(f"endpoint {url} timed out", base_url=url) from exc

@@ -37,6 +37,32 @@ async def test_connection_errors_are_transient() -> None:
         await llm.check()
 
 
+async def test_a_request_has_the_endpoint_timeout_and_a_timeout_is_transient() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        raise httpx.ReadTimeout("no reply in time", request=request)
+
+    llm = LLM(Endpoint(base_url="http://fake.test/v1", model="m", request_timeout=123.0),
+              http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(slow)))  # fmt: skip
+    with pytest.raises(TransientEndpointError) as info:
+        await llm.chat([{"role": "user", "content": "hi"}])
+    assert str(info.value) == "endpoint http://fake.test/v1 timed out"
+    assert seen == [{"connect": 123.0, "read": 123.0, "write": 123.0, "pool": 123.0}]  # not the client's 5 s
+
+
+async def test_an_error_without_a_json_body_is_still_one_line() -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text="<html>\n<h1>Bad   gateway</h1>\n</html>")
+
+    llm = LLM(Endpoint(base_url="http://fake.test/v1", model="m"),
+              http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(broken)))  # fmt: skip
+    with pytest.raises(TransientEndpointError) as info:
+        await llm.chat([{"role": "user", "content": "hi"}])
+    assert str(info.value) == "endpoint http://fake.test/v1 answered HTTP 502: <html> <h1>Bad gateway</h1> </html>"
+
+
 def test_transient_predicate_covers_timeouts_and_sdk_errors() -> None:
     request = httpx.Request("POST", "http://x")
     assert is_transient(NodeTimeoutError("propose", 1.0, kind="run", run_timeout=1.0))

@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Every benchmark, each printing ratios measured in one run and whether its goal is met (about 10 minutes; starts
+# Every benchmark, each printing ratios measured in one run and whether its goal is met (about 12 minutes; starts
 # the embedded vLLM with SmolLM2 for the server benchmarks). BENCH_ARGS=--quick for a smoke run.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

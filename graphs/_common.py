@@ -32,7 +32,6 @@ __all__ = [
     "plan_proposals",
     "plan_propose_then_judge",
     "recover_to",
-    "route_plan",
     "worst_case_tokens",
 ]
 
@@ -288,7 +287,7 @@ def add_tally(
         update = await tally(state, runtime)
         plan = update.pop("plan")
         if plan["tasks"] and plan["node"] == first and set(update) <= {"rounds"}:
-            return route_plan({"plan": plan})
+            return _goto(plan)
         return "tally"
 
     node: Any = tally  # langgraph's node protocols do not match an async (state, runtime) function for mypy
@@ -306,14 +305,13 @@ class _Planned(TypedDict):
     plan: Plan
 
 
-def route_plan(state: _Planned) -> list[Send] | str:
+def _goto(plan: Plan) -> list[Send] | str:
     """Where a plan goes: one ``Send`` per task, or its node when it has none."""
-    plan = state["plan"]
     return [Send(plan["node"], task) for task in plan["tasks"]] or plan["node"]
 
 
 async def _route(state: _Planned) -> list[Send] | str:  # async: a sync edge would run in a thread
-    return route_plan(state)
+    return _goto(state["plan"])
 
 
 def _current_runtime() -> Runtime[RunContext] | None:

@@ -273,7 +273,7 @@ class LLM:
             raise BadModelOutput(f"endpoint {url} answered with invalid JSON") from exc
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
-            raise BadModelOutput(f"endpoint {self.endpoint.base_url} returned no choices")
+            raise BadModelOutput(f"endpoint {url} returned no choices")
         choices = sorted(choices, key=lambda c: c.get("index") or 0)
         usage = data.get("usage") or {}
         return Completion(
@@ -310,31 +310,28 @@ class LLM:
             )
 
 
+def _said(body: object) -> str | None:
+    """What an error body says: its ``error.message`` (OpenAI, vLLM), ``message`` or ``detail``."""
+    if not isinstance(body, dict):
+        return None
+    inner = body.get("error", body)
+    for found in (inner.get("message") if isinstance(inner, dict) else None, body.get("message"), body.get("detail")):
+        if found:
+            return str(found)
+    return None
+
+
 def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        if body.get("message"):
-            return str(body["message"])
-    return exc.message
+    return _said(exc.body) or exc.message
 
 
 def _response_message(response: httpx.Response) -> str:
-    """What an error response says: its JSON ``error.message`` (OpenAI, vLLM), ``message`` or
-    ``detail``, else the start of its text."""
+    """What an error response says, else the start of its text."""
     try:
         body = json.loads(response.content)
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = None
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        said = inner.get("message") if isinstance(inner, dict) else None
-        for found in (said, body.get("message"), body.get("detail")):
-            if found:
-                return str(found)
-    return response.text[:200] or response.reason_phrase
+    return _said(body) or response.text[:200] or response.reason_phrase
 
 
 def _one_line(text: str, limit: int = 200) -> str:

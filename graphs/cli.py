@@ -100,6 +100,11 @@ def _strategy_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--prm-url", help="pooling-prm: the PRM server (vLLM pooling API), e.g. http://gpu:8001")
     p.add_argument("--prm-model", help="pooling-prm: the served PRM's name")
+    p.add_argument(
+        "--prm-step-tag",
+        default="\n\n",
+        help="pooling-prm: text closing each step in the PRM input (default a blank line; Qwen2.5-Math-PRM: <extra_0>)",
+    )
     p.add_argument("--beam-width", type=_positive, default=4, help="beam-search, lookahead, dvts: M (default 4)")
     p.add_argument("--lookahead", type=_positive, default=3, help="lookahead: roll-out steps (default 3)")
     p.add_argument("--max-rounds", type=_positive, help="searches: round limit (default 40; rebase 25)")
@@ -205,7 +210,10 @@ SCORERS: dict[str, Callable[[argparse.Namespace], Scorer]] = {
     "judge-grade": lambda args: JudgeGrade(),
     "self-eval-prm": lambda args: SelfEvalPRM(),
     "pooling-prm": lambda args: PoolingPRM(
-        args.prm_url, args.prm_model, api_key=os.environ.get("TTC_PRM_API_KEY") or os.environ.get("TTC_API_KEY")
+        args.prm_url,
+        args.prm_model,
+        step_tag=args.prm_step_tag,
+        api_key=os.environ.get("TTC_PRM_API_KEY") or os.environ.get("TTC_API_KEY"),
     ),
 }
 

@@ -33,7 +33,7 @@ from nodes.answers import equivalent, extract_answer
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext
 from nodes.endpoint import Completion, user
-from nodes.errors import PermanentEndpointError, TransientEndpointError
+from nodes.errors import BadModelOutput, PermanentEndpointError, TransientEndpointError
 from nodes.sandbox import run_python_tests
 from nodes.verify import filter_prompt, parse_verdict
 
@@ -307,7 +307,12 @@ class PoolingPRM:
                 else PermanentEndpointError
             )
             raise error(" ".join(message.split()), base_url=self._root(), status=response.status_code)
-        data: dict[str, Any] = response.json()
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise BadModelOutput(f"PRM endpoint {self._root()}{path} answered with invalid JSON") from exc
+        if not isinstance(data, dict):
+            raise BadModelOutput(f"PRM endpoint {self._root()}{path} answered {type(data).__name__}, not an object")
         return data
 
     async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
@@ -321,12 +326,21 @@ class PoolingPRM:
                 self._post(client, "/pooling", {"model": self.model, "input": prefixes[-1], "task": "token_classify"}),
                 *(self._post(client, "/tokenize", {"model": self.model, "prompt": p}) for p in prefixes[1:]),
             )
-        rows = pooled["data"][0]["data"]
+        try:
+            rows = pooled["data"][0]["data"]
+            counts = [int(t["count"]) for t in tokenized]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise BadModelOutput(f"PRM endpoint {self._root()} answered without per-token scores or counts") from exc
         scores: list[float | None] = []
-        for t in tokenized:
-            position = int(t["count"]) - 1
-            row = rows[position] if 0 <= position < len(rows) else None
-            scores.append(_class_probability(row, self.positive))
+        for step, count in enumerate(counts, 1):
+            row = rows[count - 1] if 0 < count <= len(rows) else None
+            probability = _class_probability(row, self.positive)
+            if probability is not None and not math.isfinite(probability):
+                raise BadModelOutput(
+                    f"PRM endpoint {self._root()} scored step {step} with {row!r:.80}: not finite class scores "
+                    "(is the served model's classification head trained?)"
+                )
+            scores.append(probability)
         prompt_tokens = int((pooled.get("usage") or {}).get("prompt_tokens") or 0)
         return Scored(
             scores, {"verify": {"requests": 1, "calls": 1, "prompt_tokens": prompt_tokens, "completion_tokens": 0}}
@@ -334,10 +348,18 @@ class PoolingPRM:
 
 
 def _class_probability(row: object, positive: int) -> float | None:
-    """The probability of class ``positive`` from a row of class probabilities (or logits)."""
+    """The probability of class ``positive`` from a row of class probabilities (or logits).
+
+    ``None`` when there is no such row; NaN when its values are not finite numbers (a server's NaN
+    or inf arrives as JSON ``null``).
+    """
     if not isinstance(row, list) or len(row) <= positive:
         return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in row):
+        return math.nan  # JSON null: the server's NaN or inf
     values = [float(v) for v in row]
+    if not all(math.isfinite(v) for v in values):
+        return math.nan
     if all(0.0 <= v <= 1.0 for v in values) and abs(sum(values) - 1.0) < 1e-3:
         return values[positive]
     top = max(values)

@@ -1,11 +1,16 @@
 """The PRM client end to end against the embedded vLLM started in pooling mode (live; runs in CI).
 
-The small model's converted classification head is untrained, so the scores mean nothing here;
-what is real is the path: vLLM's ``/pooling`` (token_classify) and ``/tokenize`` over HTTP.
+The small generative model stands in for a PRM: ``classifier_from_token`` builds its two-class head
+from the model's own "no" and "yes" rows of the LM head, so a step's score is P("yes" | "no" or "yes")
+at the step's last token. (Without it, vLLM's converted head is uninitialised memory: the scores
+change from start to start and are sometimes NaN, which once failed CI.) The scores say little about
+correctness at 135M parameters; what is real is the path: vLLM's ``/pooling`` (token_classify) and
+``/tokenize`` over HTTP.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +23,9 @@ from tests.fakes import FakeServer
 
 pytestmark = pytest.mark.live
 
-POOLING = ("--runner", "pooling", "--convert", "classify", "--pooler-config", '{"task": "token_classify"}')
+YES_NO_HEAD = json.dumps({"classifier_from_token": ["no", "yes"], "method": "no_post_processing"})
+POOLING = ("--runner", "pooling", "--convert", "classify", "--hf-overrides", YES_NO_HEAD)
+POOLING += ("--pooler-config", '{"task": "token_classify"}')
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +39,9 @@ async def test_pooling_prm_scores_every_step_over_http(prm_server: EmbeddedServe
     solution = "First add the tens: 20 + 30 = 50.\n\nThen the ones: 5 + 2 = 7.\n\nThe answer is 57."
     scored = await prm.score("What is 25 + 32?", solution, FakeServer().context())
     assert len(scored.steps) == 3
-    assert all(s is not None and 0.0 <= s <= 1.0 for s in scored.steps)
+    assert all(s is not None and 0.0 < s < 1.0 for s in scored.steps)
+    again = await prm.score("What is 25 + 32?", solution, FakeServer().context())
+    assert again.steps == pytest.approx(scored.steps, abs=1e-4)  # a real head, not whatever memory held
     usage = scored.usage["verify"]
     assert usage["requests"] == 1 and usage["calls"] == 1 and usage["prompt_tokens"] > 20
 

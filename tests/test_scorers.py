@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 import httpx
 import pytest
 
-from nodes import PermanentEndpointError
+from graphs.cli import build_parser, strategy_options
+from nodes import BadModelOutput, PermanentEndpointError
 from nodes.scorers import (
     JudgeGrade,
     JudgeVerdict,
@@ -124,6 +127,41 @@ async def test_pooling_prm_errors_are_classified() -> None:
     prm = PoolingPRM("http://prm.test", "prm", transport=httpx.MockTransport(refuse))
     with pytest.raises(PermanentEndpointError, match="HTTP 404"):
         await prm.score("q", "a step", FakeServer().context())
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (httpx.Response(200, json={"data": [{"data": [[None, None]] * 40}]}), "step 1 with .None, None.: not finite"),
+        (httpx.Response(200, text=json.dumps({"data": [{"data": [[0.5, math.inf]] * 40}]})), "step 1 .*not finite"),
+        (httpx.Response(200, json={"object": "list", "data": []}), "without per-token scores"),
+        (httpx.Response(200, text="<html>proxy</html>"), "answered with invalid JSON"),
+        (httpx.Response(200, json=[1, 2]), "answered list, not an object"),
+    ],
+)
+async def test_pooling_prm_garbage_is_one_clear_error(answer: httpx.Response, match: str) -> None:
+    """A broken classification head (NaN arrives as JSON null) or a wrong body fails the candidate in one line."""
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/tokenize" and answer.status_code == 200 and "<html>" not in answer.text:
+            return httpx.Response(200, json={"count": 3, "tokens": []})
+        return answer
+
+    prm = PoolingPRM("http://prm.test", "prm", transport=httpx.MockTransport(reply))
+    with pytest.raises(BadModelOutput, match=match) as caught:
+        await prm.score("q", "a step\n\nanother", FakeServer().context())
+    assert "\n" not in str(caught.value) and "http://prm.test" in str(caught.value)
+
+
+def test_cli_passes_the_prm_step_tag() -> None:
+    args = build_parser().parse_args(
+        ["run", "--strategy", "best-of-n", "--scorer", "pooling-prm", "--prm-url", "http://gpu:8001",
+         "--prm-model", "prm", "--prm-step-tag", "<extra_0>", "q"]
+    )  # fmt: skip
+    scorer = strategy_options(args, "best-of-n")["scorer"]
+    assert isinstance(scorer, PoolingPRM) and scorer.step_tag == "<extra_0>" and scorer.base_url == "http://gpu:8001"
+    default = build_parser().parse_args(["run", "--scorer", "pooling-prm", "--prm-url", "u", "--prm-model", "m", "q"])
+    assert strategy_options(default, "best-of-n")["scorer"].step_tag == "\n\n"
 
 
 @pytest.mark.parametrize(

@@ -209,13 +209,17 @@ def _yes_probability(logprobs: object) -> float | None:
     content = logprobs.get("content") if isinstance(logprobs, dict) else None
     if not content:
         return None
+    first = content[0] if isinstance(content, list) and isinstance(content[0], dict) else {}
     yes = no = 0.0
-    for alt in content[0].get("top_logprobs") or []:
+    for alt in first.get("top_logprobs") or []:
+        logprob = alt.get("logprob") if isinstance(alt, dict) else None
+        if not isinstance(logprob, int | float) or isinstance(logprob, bool) or math.isnan(logprob):
+            continue  # a server's -inf or NaN arrives as JSON null: that alternative says nothing
         token = str(alt.get("token", "")).strip().lower()
         if token in ("yes", "y"):
-            yes += math.exp(alt["logprob"])
+            yes += math.exp(min(logprob, 0.0))
         elif token in ("no", "n"):
-            no += math.exp(alt["logprob"])
+            no += math.exp(min(logprob, 0.0))
     return yes / (yes + no) if yes + no > 0 else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from nodes.scorers import (
     ReferenceMatch,
     SelfEvalPRM,
     UnitTests,
+    _yes_probability,
     aggregate,
     split_steps,
 )
@@ -71,6 +73,21 @@ async def test_self_eval_prm_scores_each_step_from_logprobs() -> None:
     assert aggregate(scored.steps, "min") == pytest.approx(0.1) and aggregate(scored.steps, "last") == pytest.approx(
         0.9
     )
+
+
+@pytest.mark.parametrize(
+    ("logprobs", "expected"),
+    [
+        ({"content": [{"top_logprobs": [{"token": "Yes", "logprob": None}, {"token": "No", "logprob": -2.0}]}]}, 0.0),
+        ({"content": [{"top_logprobs": [{"token": "Yes", "logprob": -0.1}, {"token": "No", "logprob": None}]}]}, 1.0),
+        ({"content": [{"top_logprobs": [{"token": "Yes", "logprob": "x"}, "junk", None]}]}, None),
+        ({"content": ["junk"]}, None),
+        ({"content": [{"top_logprobs": [{"token": " yes", "logprob": 0.3}, {"token": "no", "logprob": 0.0}]}]}, 0.5),
+    ],
+)
+def test_self_eval_prm_reads_garbage_logprobs_as_unknown(logprobs: dict[str, Any], expected: float | None) -> None:
+    """A server's -inf arrives as JSON null; a positive logprob is rounding. Neither crashes the scorer."""
+    assert _yes_probability(logprobs) == (expected if expected is None else pytest.approx(expected))
 
 
 async def test_reference_match() -> None:

@@ -28,7 +28,13 @@ from langgraph.errors import NodeTimeoutError
 from langgraph.types import RetryPolicy
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from nodes.errors import BadModelOutput, ConfigError, PermanentEndpointError, TransientEndpointError
+from nodes.errors import (
+    BadModelOutput,
+    ConfigError,
+    EndpointError,
+    PermanentEndpointError,
+    TransientEndpointError,
+)
 
 __all__ = ["LLM", "RETRY_POLICY", "Completion", "Endpoint", "Message", "is_transient", "user"]
 
@@ -254,23 +260,15 @@ class LLM:
         clients = self._for_loop()
         url = self.endpoint.base_url
         async with clients.limit:
-            try:
-                response = await clients.http.post(
-                    f"{url}/chat/completions",
-                    content=json.dumps(body),
-                    headers=self._headers,
-                    timeout=self.endpoint.request_timeout,  # also on a client the caller passed
-                )
-            except httpx.TimeoutException as exc:
-                raise TransientEndpointError(f"endpoint {url} timed out", base_url=url) from exc
-            except httpx.TransportError as exc:
-                raise TransientEndpointError(f"endpoint {url} could not be reached", base_url=url) from exc
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, _response_message(response))
-        try:
-            data = json.loads(response.content)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadModelOutput(f"endpoint {url} answered with invalid JSON") from exc
+            response = await post(
+                clients.http,
+                f"{url}/chat/completions",
+                base_url=url,
+                content=json.dumps(body),
+                headers=self._headers,
+                timeout=self.endpoint.request_timeout,  # also on a client the caller passed
+            )
+        data = read_json(response, f"endpoint {url}")
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
             raise BadModelOutput(f"endpoint {url} returned no choices")
@@ -285,12 +283,6 @@ class LLM:
             stop_reasons=[c.get("stop_reason") for c in choices],
         )
 
-    def _status_error(self, status: int, detail: str) -> Exception:
-        message = f"endpoint {self.endpoint.base_url} answered HTTP {status}: {_one_line(detail)}"
-        if status in (408, 409, 425, 429) or (status >= 500 and status not in (501, 505)):
-            return TransientEndpointError(message, base_url=self.endpoint.base_url, status=status)
-        return PermanentEndpointError(message, base_url=self.endpoint.base_url, status=status)
-
     async def check(self) -> None:
         """Fail fast with one clear line if the endpoint is unreachable or lacks the model."""
         client = self._for_loop().model.root_async_client
@@ -299,7 +291,7 @@ class LLM:
         try:
             models = [m.id async for m in client.models.list()]
         except openai.APIStatusError as exc:
-            raise self._status_error(exc.status_code, _error_message(exc)) from None
+            raise status_error(exc.status_code, _error_message(exc), base_url=url) from None
         except (openai.APITimeoutError, openai.APIConnectionError):
             raise TransientEndpointError(f"endpoint {url} could not be reached", base_url=url) from None
         if models and self.endpoint.model not in models:
@@ -308,6 +300,40 @@ class LLM:
                 base_url=url,
                 status=404,
             )
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, *, base_url: str, who: str = "endpoint", **kwargs: Any
+) -> httpx.Response:
+    """POST to ``url`` (``kwargs`` as ``httpx`` takes them); a timeout or transport error raises
+    :class:`TransientEndpointError`, an HTTP error status :func:`status_error`'s error. ``who``
+    names the server in the one-line message (``"PRM endpoint"``); ``base_url`` goes on the error."""
+    try:
+        response = await client.post(url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise TransientEndpointError(f"{who} {base_url} timed out", base_url=base_url) from exc
+    except httpx.TransportError as exc:
+        raise TransientEndpointError(f"{who} {base_url} could not be reached", base_url=base_url) from exc
+    if response.status_code >= 400:
+        raise status_error(response.status_code, _response_message(response), base_url=base_url, who=who)
+    return response
+
+
+def status_error(status: int, detail: str, *, base_url: str, who: str = "endpoint") -> EndpointError:
+    """The error of an HTTP error status, in one line: transient for 408, 409, 425, 429 and 5xx
+    (but 501 and 505), permanent for the rest."""
+    message = f"{who} {base_url} answered HTTP {status}: {_one_line(detail)}"
+    if status in (408, 409, 425, 429) or (status >= 500 and status not in (501, 505)):
+        return TransientEndpointError(message, base_url=base_url, status=status)
+    return PermanentEndpointError(message, base_url=base_url, status=status)
+
+
+def read_json(response: httpx.Response, where: str) -> Any:
+    """The JSON of a successful response; :class:`BadModelOutput` naming ``where`` if it is not JSON."""
+    try:
+        return json.loads(response.content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadModelOutput(f"{where} answered with invalid JSON") from exc
 
 
 def _said(body: object) -> str | None:

@@ -32,8 +32,8 @@ from nodes._calls import usage_of
 from nodes.answers import equivalent, extract_answer
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext
-from nodes.endpoint import Completion, user
-from nodes.errors import BadModelOutput, PermanentEndpointError, TransientEndpointError
+from nodes.endpoint import Completion, post, read_json, user
+from nodes.errors import BadModelOutput
 from nodes.sandbox import run_python_tests
 from nodes.verify import filter_prompt, parse_verdict
 
@@ -212,8 +212,8 @@ def _yes_probability(logprobs: object) -> float | None:
     first = content[0] if isinstance(content, list) and isinstance(content[0], dict) else {}
     yes = no = 0.0
     for alt in first.get("top_logprobs") or []:
-        logprob = alt.get("logprob") if isinstance(alt, dict) else None
-        if not isinstance(logprob, int | float) or isinstance(logprob, bool) or math.isnan(logprob):
+        logprob = _number(alt.get("logprob")) if isinstance(alt, dict) else math.nan
+        if math.isnan(logprob):
             continue  # a server's -inf or NaN arrives as JSON null: that alternative says nothing
         token = str(alt.get("token", "")).strip().lower()
         if token in ("yes", "y"):
@@ -297,26 +297,11 @@ class PoolingPRM:
         return self.base_url.rstrip("/").removesuffix("/v1")
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, object]) -> dict[str, Any]:
-        try:
-            response = await client.post(self._root() + path, json=body)
-        except httpx.TransportError as exc:
-            raise TransientEndpointError(
-                f"PRM endpoint {self._root()} could not be reached", base_url=self._root()
-            ) from exc
-        if response.status_code >= 400:
-            message = f"PRM endpoint {self._root()}{path} answered HTTP {response.status_code}: {response.text[:200]}"
-            error = (
-                TransientEndpointError
-                if response.status_code == 429 or response.status_code >= 500
-                else PermanentEndpointError
-            )
-            raise error(" ".join(message.split()), base_url=self._root(), status=response.status_code)
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise BadModelOutput(f"PRM endpoint {self._root()}{path} answered with invalid JSON") from exc
+        root = self._root()
+        response = await post(client, root + path, base_url=root, who="PRM endpoint", json=body)
+        data = read_json(response, f"PRM endpoint {root}{path}")
         if not isinstance(data, dict):
-            raise BadModelOutput(f"PRM endpoint {self._root()}{path} answered {type(data).__name__}, not an object")
+            raise BadModelOutput(f"PRM endpoint {root}{path} answered {type(data).__name__}, not an object")
         return data
 
     async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
@@ -359,9 +344,7 @@ def _class_probability(row: object, positive: int) -> float | None:
     """
     if not isinstance(row, list) or len(row) <= positive:
         return None
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in row):
-        return math.nan  # JSON null: the server's NaN or inf
-    values = [float(v) for v in row]
+    values = [_number(v) for v in row]
     if not all(math.isfinite(v) for v in values):
         return math.nan
     if all(0.0 <= v <= 1.0 for v in values) and abs(sum(values) - 1.0) < 1e-3:
@@ -369,3 +352,8 @@ def _class_probability(row: object, positive: int) -> float | None:
     top = max(values)
     exps = [math.exp(v - top) for v in values]
     return exps[positive] / sum(exps)
+
+
+def _number(value: object) -> float:
+    """A JSON number as a float; NaN for anything else (a server's NaN or inf arrives as ``null``)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan

@@ -49,6 +49,7 @@ from nodes.budget import Budget, ledger_totals
 from nodes.context import RunContext
 from nodes.endpoint import LLM, Endpoint
 from nodes.errors import ConfigError, EndpointError, ServerError, TTCError
+from nodes.machine import DTYPES
 from nodes.scorers import JudgeGrade, JudgeVerdict, PoolingPRM, Scorer, SelfEvalPRM
 from nodes.server import DEFAULT_MODEL, PACKAGED_MODELS, EmbeddedServer
 
@@ -178,7 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the embedded vLLM server until Ctrl-C")
     serve.add_argument("--model", choices=sorted(PACKAGED_MODELS), default=DEFAULT_MODEL)
     serve.add_argument("--port", type=_positive, default=8000)
+    _server_args(serve, prefix="")
     return parser
+
+
+def _server_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, prefix: str) -> None:
+    """Overrides of the embedded server's machine-chosen settings (``nodes.machine.choose_settings``)."""
+    p.add_argument(f"--{prefix}dtype", choices=("auto", *DTYPES), default="auto",
+                   help="embedded server dtype (auto: bf16 where the CPU has native bf16, else fp32)")  # fmt: skip
+    p.add_argument(f"--{prefix}bind", default="auto", metavar="auto|all|vllm|CPUS",
+                   help="embedded server threads: all CPUs compute, vLLM's binding (reserves a core), or a list "
+                        "such as 0-3 (auto: all on a machine of at most 4 CPUs)")  # fmt: skip
+    p.add_argument(f"--{prefix}kv-cache", default="auto", metavar="SIZE",
+                   help="embedded server KV cache, e.g. 2G (auto: a quarter of free memory, 512M to 4G)")  # fmt: skip
 
 
 def _endpoint_args(p: argparse.ArgumentParser) -> None:
@@ -187,6 +200,7 @@ def _endpoint_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="model name at that endpoint (or TTC_MODEL); API key from TTC_API_KEY")
     g.add_argument("--server-model", choices=sorted(PACKAGED_MODELS), default=DEFAULT_MODEL,
                    help=f"packaged model of the embedded server (default {DEFAULT_MODEL})")  # fmt: skip
+    _server_args(g, prefix="server-")
     g.add_argument("--max-concurrency", type=_positive, default=16, help="requests in flight at once")
     g.add_argument("--max-n", type=_positive, default=64, help="most samples per request (1: server lacks n)")
     g.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
@@ -201,7 +215,11 @@ def _endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
         return
     if args.model:
         raise ConfigError("--model names a model at --base-url; for the embedded server use --server-model")
-    with EmbeddedServer(args.server_model, log=None if args.quiet else sys.stderr) as server:
+    server = EmbeddedServer(
+        args.server_model, dtype=args.server_dtype, bind=args.server_bind, kv_cache_memory=args.server_kv_cache,
+        log=None if args.quiet else sys.stderr,
+    )  # fmt: skip
+    with server:
         yield server.endpoint(**limits)
 
 
@@ -475,7 +493,10 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    with EmbeddedServer(args.model, port=args.port, log=sys.stderr) as server:
+    server = EmbeddedServer(
+        args.model, port=args.port, dtype=args.dtype, bind=args.bind, kv_cache_memory=args.kv_cache, log=sys.stderr
+    )
+    with server:
         print(f"serving {server.model.served_name} at {server.base_url}", flush=True)
         print(
             f"use it with: TTC_BASE_URL={server.base_url} TTC_MODEL={server.model.served_name} ttc run ...", flush=True

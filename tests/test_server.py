@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nodes.machine import CPU, choose_settings
+from nodes.server import EmbeddedServer
 from tests.conftest import LIVE_MODEL
 
 pytestmark = pytest.mark.live
@@ -74,7 +76,7 @@ def test_run_starts_and_stops_the_embedded_server_when_no_endpoint_is_set() -> N
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "graphs.cli", "run", "--server-model", LIVE_MODEL, "--strategy", "vote", "-k", "2",
-         "--max-tokens", "16", "--json", "What is 1+1?"],
+         "--max-tokens", "16", "--server-dtype", "float32", "--server-bind", "vllm", "--json", "What is 1+1?"],
         capture_output=True, text=True, env=env_without_endpoint(), timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -82,6 +84,24 @@ def test_run_starts_and_stops_the_embedded_server_when_no_endpoint_is_set() -> N
     base_url = result["endpoint"]["base_url"]
     assert base_url.startswith("http://127.0.0.1:") and result["tokens"]["calls"] == 2
     assert "starting vLLM" in proc.stderr and "ready" in proc.stderr
+    # The overrides are said in the start line and reach vLLM (its log names the dtype and binding it used).
+    assert "fp32: as asked; threads: vLLM's binding, as asked" in proc.stderr
+    log = Path(proc.stderr.split("log: ", 1)[1].split(")", 1)[0]).read_text()
+    assert "dtype=torch.float32" in log and "VLLM_CPU_OMP_THREADS_BIND='auto'" in log
     port = int(base_url.rsplit(":", 1)[1].split("/")[0])
     assert processes_serving(port) == []
     assert time.monotonic() - started < 600
+
+
+def test_the_embedded_server_runs_with_the_settings_it_chose(live_server: EmbeddedServer | None) -> None:
+    if live_server is None:
+        pytest.skip("TTC_TEST_BASE_URL names another server")
+    chosen = choose_settings(cpu=CPU.read(), free_memory=1 << 40)  # dtype and binding as for this machine
+    assert live_server.settings.dtype == chosen.dtype and live_server.settings.bind == chosen.bind
+    assert live_server.log_path is not None
+    log = live_server.log_path.read_text()
+    assert f"dtype=torch.{chosen.dtype}" in log
+    assert f"VLLM_CPU_OMP_THREADS_BIND={chosen.bind!r}" in log
+    assert f"'kv_cache_memory_bytes': {live_server.settings.kv_cache_bytes}" in log
+    if chosen.bind != "auto":  # every usable CPU computes, none is reserved
+        assert "reserved_cpus=[]" in log

@@ -1,0 +1,106 @@
+"""The embedded server's chosen settings against every alternative of the sweep (dtype × thread binding).
+
+For each setting the embedded vLLM is started with the default packaged model, and generated tokens per
+second are measured for one sequence (``n=1``) and for ``n=16`` (what a vote sends), with ``max_tokens``
+fixed by ``ignore_eos`` so every setting generates the same work. The default (what
+:func:`nodes.machine.choose_settings` picks here) is measured first and last and its two runs averaged,
+so a drift of the shared machine over the sweep falls on it as on the others. Goal: the default reaches
+at least 0.9 of the best setting at both ``n``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from benchmarks.common import Row, verdict
+from nodes.endpoint import user
+from nodes.machine import CPU
+from nodes.server import DEFAULT_MODEL, EmbeddedServer
+
+GOAL = 0.9
+
+
+@dataclass
+class Rates:
+    n1: float  # generated tokens/s, one sequence
+    n16: float  # generated tokens/s, n=16
+
+
+def _rate(client: httpx.Client, server: EmbeddedServer, n: int, max_tokens: int, repeats: int, seed: int) -> float:
+    tokens, seconds = 0, 0.0
+    for r in range(repeats):
+        body = {
+            "model": server.model.served_name,
+            "messages": [user(f"Write a long story about the number {seed + r}.")],
+            "n": n,
+            "temperature": 0.7,
+            "seed": seed + r,
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+        }
+        start = time.perf_counter()
+        reply = client.post(f"{server.base_url}/chat/completions", json=body)
+        seconds += time.perf_counter() - start
+        reply.raise_for_status()
+        tokens += reply.json()["usage"]["completion_tokens"]
+    return tokens / seconds
+
+
+def measure(model: str, dtype: str | None, bind: str | None, *, quick: bool, seed: int) -> tuple[Rates, str]:
+    """Start the server with these settings (None: the default's choice) and measure both rates."""
+    with EmbeddedServer(model, dtype=dtype, bind=bind) as server, httpx.Client(timeout=600) as client:
+        _rate(client, server, 2, 8, 1, seed=seed)  # warm up
+        tokens = 32 if quick else 64
+        rates = Rates(
+            n1=_rate(client, server, 1, tokens, 1 if quick else 2, seed=seed),
+            n16=_rate(client, server, 16, tokens, 1 if quick else 2, seed=seed + 100),
+        )
+        return rates, server.settings.describe()
+
+
+def _label(dtype: str, bind: str) -> str:
+    binding = "all CPUs compute" if bind == "all" else "vLLM's binding"
+    return f"{'bf16' if dtype == 'bfloat16' else 'fp32'}, {binding}"
+
+
+def run(quick: bool = False, model: str = DEFAULT_MODEL) -> list[Row]:
+    cpu = CPU.read()
+    default = EmbeddedServer(model).settings
+    default_key = (default.dtype, "vllm" if default.bind == "auto" else "all")
+    sweep = [(d, b) for d in ("bfloat16", "float32") for b in ("vllm", "all") if (d, b) != default_key]
+    print(f"    CPU: {cpu.describe()}", flush=True)
+    print(f"    default: {_label(*default_key)} ({default.describe()})", flush=True)
+
+    first, _ = measure(model, None, None, quick=quick, seed=0)
+    results: dict[tuple[str, str], Rates] = {}
+    for i, (dtype, bind) in enumerate(sweep):
+        results[(dtype, bind)], _ = measure(model, dtype, bind, quick=quick, seed=1000 * (i + 1))
+        print(f"    {_label(dtype, bind):<28} n=1 {results[(dtype, bind)].n1:6.1f}  "
+              f"n=16 {results[(dtype, bind)].n16:6.1f} tokens/s", flush=True)  # fmt: skip
+    last, _ = measure(model, None, None, quick=quick, seed=9000)
+    ours = Rates(n1=(first.n1 + last.n1) / 2, n16=(first.n16 + last.n16) / 2)
+    print(f"    {_label(*default_key) + ' (default)':<28} n=1 {ours.n1:6.1f}  n=16 {ours.n16:6.1f} tokens/s "
+          f"(first {first.n1:.1f}/{first.n16:.1f}, last {last.n1:.1f}/{last.n16:.1f})", flush=True)  # fmt: skip
+    results[default_key] = ours
+    best1 = max(results, key=lambda k: results[k].n1)
+    best16 = max(results, key=lambda k: results[k].n16)
+    r1, r16 = ours.n1 / results[best1].n1, ours.n16 / results[best16].n16
+    return [
+        {
+            "benchmark": f"embedded server settings on {cpu.model} ({len(cpu.cpus)} CPUs; "
+            f"{' '.join(f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in cpu.flags)}): "
+            f"default ({_label(*default_key)}) vs the best of dtype × binding, {model}",
+            "result": f"n=1 {ours.n1:.1f} vs {results[best1].n1:.1f} tokens/s ({_label(*best1)}): {r1:.2f}; "
+            f"n=16 {ours.n16:.1f} vs {results[best16].n16:.1f} ({_label(*best16)}): {r16:.2f}",
+            "goal": f"≥ {GOAL} at both n",
+            "met": verdict(min(r1, r16) >= GOAL),
+        }
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)

@@ -1,6 +1,7 @@
 """Run every benchmark and print each result as a ratio measured in the same run.
 
-``python -m benchmarks [--quick] [--only overhead,memory,curves,server]`` (``make bench``). The
+``python -m benchmarks [--quick] [--only overhead,scale,memory,curves,server,settings,peers]``
+(``make bench``). The
 machine is shared and noisy, so no result is an absolute time to compare across runs; each
 prints whether its goal is met. ``--profile FILE`` instead writes a pyinstrument profile of the
 framework's side of the per-call overhead measure (profile before optimising).
@@ -12,7 +13,7 @@ import argparse
 import importlib
 import time
 
-SUITES = ("overhead", "memory", "curves", "server")
+SUITES = ("overhead", "scale", "memory", "curves", "server", "settings", "peers")
 
 
 def main() -> None:

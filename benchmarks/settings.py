@@ -1,4 +1,5 @@
-"""The embedded server's chosen settings against every alternative of the sweep (dtype × thread binding).
+"""The embedded server's chosen settings against every alternative of the sweep (dtype × thread binding),
+and against its own dtype and binding with the other OpenMP runtime.
 
 For each setting the embedded vLLM is started with the default packaged model, and generated tokens per
 second are measured for one sequence (``n=1``) and for ``n=16`` (what a vote sends), with ``max_tokens``
@@ -17,7 +18,7 @@ import httpx
 
 from benchmarks.common import Row, verdict
 from nodes.endpoint import user
-from nodes.machine import CPU
+from nodes.machine import CPU, intel_openmp
 from nodes.server import DEFAULT_MODEL, EmbeddedServer
 
 GOAL = 0.9
@@ -49,9 +50,14 @@ def _rate(client: httpx.Client, server: EmbeddedServer, n: int, max_tokens: int,
     return tokens / seconds
 
 
-def measure(model: str, dtype: str | None, bind: str | None, *, quick: bool, seed: int) -> tuple[Rates, str]:
-    """Start the server with these settings (None: the default's choice) and measure both rates."""
-    with EmbeddedServer(model, dtype=dtype, bind=bind) as server, httpx.Client(timeout=600) as client:
+Setting = tuple[str, str, str]  # dtype, binding (all | vllm), OpenMP (intel | gnu)
+
+
+def measure(model: str, setting: Setting | None, *, quick: bool, seed: int) -> tuple[Rates, str]:
+    """Start the server with this setting (None: the default's choice) and measure both rates."""
+    dtype, bind, openmp = setting or (None, None, None)
+    server = EmbeddedServer(model, dtype=dtype, bind=bind, openmp=openmp)
+    with server, httpx.Client(timeout=600) as client:
         _rate(client, server, 2, 8, 1, seed=seed)  # warm up
         tokens = 32 if quick else 64
         rates = Rates(
@@ -61,40 +67,46 @@ def measure(model: str, dtype: str | None, bind: str | None, *, quick: bool, see
         return rates, server.settings.describe()
 
 
-def _label(dtype: str, bind: str) -> str:
+def _label(setting: Setting) -> str:
+    dtype, bind, openmp = setting
     binding = "all CPUs compute" if bind == "all" else "vLLM's binding"
-    return f"{'bf16' if dtype == 'bfloat16' else 'fp32'}, {binding}"
+    return f"{'bf16' if dtype == 'bfloat16' else 'fp32'}, {binding}, {'Intel' if openmp == 'intel' else 'GNU'} OpenMP"
 
 
 def run(quick: bool = False, model: str = DEFAULT_MODEL) -> list[Row]:
     cpu = CPU.read()
-    default = EmbeddedServer(model).settings
-    default_key = (default.dtype, "vllm" if default.bind == "auto" else "all")
-    sweep = [(d, b) for d in ("bfloat16", "float32") for b in ("vllm", "all") if (d, b) != default_key]
+    chosen = EmbeddedServer(model).settings
+    omp = "intel" if chosen.openmp else "gnu"
+    default: Setting = (chosen.dtype, "vllm" if chosen.bind == "auto" else "all", omp)
+    sweep: list[Setting] = [(d, b, omp) for d in ("bfloat16", "float32") for b in ("vllm", "all")]
+    other_omp = "gnu" if omp == "intel" else ("intel" if intel_openmp() else None)
+    if other_omp:
+        sweep.append((default[0], default[1], other_omp))
+    sweep.remove(default)
     print(f"    CPU: {cpu.describe()}", flush=True)
-    print(f"    default: {_label(*default_key)} ({default.describe()})", flush=True)
+    print(f"    default: {_label(default)} ({chosen.describe()})", flush=True)
 
-    first, _ = measure(model, None, None, quick=quick, seed=0)
-    results: dict[tuple[str, str], Rates] = {}
-    for i, (dtype, bind) in enumerate(sweep):
-        results[(dtype, bind)], _ = measure(model, dtype, bind, quick=quick, seed=1000 * (i + 1))
-        print(f"    {_label(dtype, bind):<28} n=1 {results[(dtype, bind)].n1:6.1f}  "
-              f"n=16 {results[(dtype, bind)].n16:6.1f} tokens/s", flush=True)  # fmt: skip
-    last, _ = measure(model, None, None, quick=quick, seed=9000)
+    first, _ = measure(model, None, quick=quick, seed=0)
+    results: dict[Setting, Rates] = {}
+    for i, setting in enumerate(sweep):
+        results[setting], _ = measure(model, setting, quick=quick, seed=1000 * (i + 1))
+        print(f"    {_label(setting):<42} n=1 {results[setting].n1:6.1f}  n=16 {results[setting].n16:6.1f} tokens/s",
+              flush=True)  # fmt: skip
+    last, _ = measure(model, None, quick=quick, seed=9000)
     ours = Rates(n1=(first.n1 + last.n1) / 2, n16=(first.n16 + last.n16) / 2)
-    print(f"    {_label(*default_key) + ' (default)':<28} n=1 {ours.n1:6.1f}  n=16 {ours.n16:6.1f} tokens/s "
+    print(f"    {_label(default) + ' (default)':<42} n=1 {ours.n1:6.1f}  n=16 {ours.n16:6.1f} tokens/s "
           f"(first {first.n1:.1f}/{first.n16:.1f}, last {last.n1:.1f}/{last.n16:.1f})", flush=True)  # fmt: skip
-    results[default_key] = ours
+    results[default] = ours
     best1 = max(results, key=lambda k: results[k].n1)
     best16 = max(results, key=lambda k: results[k].n16)
     r1, r16 = ours.n1 / results[best1].n1, ours.n16 / results[best16].n16
+    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu.flags)
     return [
         {
-            "benchmark": f"embedded server settings on {cpu.model} ({len(cpu.cpus)} CPUs; "
-            f"{' '.join(f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in cpu.flags)}): "
-            f"default ({_label(*default_key)}) vs the best of dtype × binding, {model}",
-            "result": f"n=1 {ours.n1:.1f} vs {results[best1].n1:.1f} tokens/s ({_label(*best1)}): {r1:.2f}; "
-            f"n=16 {ours.n16:.1f} vs {results[best16].n16:.1f} ({_label(*best16)}): {r16:.2f}",
+            "benchmark": f"embedded server settings on {cpu.model} ({len(cpu.cpus)} CPUs; {flags}): "
+            f"default ({_label(default)}) vs the best of dtype × binding × OpenMP, {model}",
+            "result": f"n=1 {ours.n1:.1f} vs {results[best1].n1:.1f} tokens/s ({_label(best1)}): {r1:.2f}; "
+            f"n=16 {ours.n16:.1f} vs {results[best16].n16:.1f} ({_label(best16)}): {r16:.2f}",
             "goal": f"≥ {GOAL} at both n",
             "met": verdict(min(r1, r16) >= GOAL),
         }

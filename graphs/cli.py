@@ -192,6 +192,8 @@ def _server_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, prefix: s
                         "such as 0-3 (auto: all on a machine of at most 4 CPUs)")  # fmt: skip
     p.add_argument(f"--{prefix}kv-cache", default="auto", metavar="SIZE",
                    help="embedded server KV cache, e.g. 2G (auto: a quarter of free memory, 512M to 4G)")  # fmt: skip
+    p.add_argument(f"--{prefix}openmp", choices=("auto", "intel", "gnu"), default="auto",
+                   help="embedded server OpenMP runtime (auto: Intel's where intel-openmp is installed)")  # fmt: skip
 
 
 def _endpoint_args(p: argparse.ArgumentParser) -> None:
@@ -217,7 +219,7 @@ def _endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
         raise ConfigError("--model names a model at --base-url; for the embedded server use --server-model")
     server = EmbeddedServer(
         args.server_model, dtype=args.server_dtype, bind=args.server_bind, kv_cache_memory=args.server_kv_cache,
-        log=None if args.quiet else sys.stderr,
+        openmp=args.server_openmp, log=None if args.quiet else sys.stderr,
     )  # fmt: skip
     with server:
         yield server.endpoint(**limits)
@@ -494,7 +496,8 @@ def format_result(result: dict[str, Any]) -> str:
 
 def _serve(args: argparse.Namespace) -> None:
     server = EmbeddedServer(
-        args.model, port=args.port, dtype=args.dtype, bind=args.bind, kv_cache_memory=args.kv_cache, log=sys.stderr
+        args.model, port=args.port, dtype=args.dtype, bind=args.bind, kv_cache_memory=args.kv_cache,
+        openmp=args.openmp, log=sys.stderr,
     )
     with server:
         print(f"serving {server.model.served_name} at {server.base_url}", flush=True)

@@ -208,6 +208,7 @@ class EmbeddedServer:
         kv_cache_memory: vLLM ``--kv-cache-memory-bytes``, bytes or a size such as ``"2G"``
             (None: from free memory; vLLM's own default asks for most of the machine's memory and
             refuses to start on small CPU machines).
+        openmp: ``intel`` or ``gnu`` (None: Intel's where ``intel-openmp`` is installed).
         max_model_len: context length.
         startup_timeout: seconds to wait for ``/health``.
         extra_args: further vLLM flags (e.g. ``("--task", "reward")``).
@@ -222,6 +223,7 @@ class EmbeddedServer:
         dtype: str | None = None,
         bind: str | None = None,
         kv_cache_memory: str | int | None = None,
+        openmp: str | None = None,
         max_model_len: int = 2048,
         startup_timeout: float = 600.0,
         extra_args: tuple[str, ...] = (),
@@ -234,7 +236,7 @@ class EmbeddedServer:
         self.host = host
         self.port = port
         self.settings: ServerSettings = choose_settings(
-            dtype=dtype, bind=bind, kv_cache=kv_cache_memory, weight_bytes=4 * self.model.parameters
+            dtype=dtype, bind=bind, kv_cache=kv_cache_memory, openmp=openmp, weight_bytes=4 * self.model.parameters
         )
         self.max_model_len = max_model_len
         self.startup_timeout = startup_timeout
@@ -282,7 +284,7 @@ class EmbeddedServer:
             "VLLM_HOST_IP": "127.0.0.1",
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
-            **self.settings.env(),
+            **self.settings.env(dict(os.environ)),
         }
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",

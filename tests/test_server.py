@@ -105,3 +105,5 @@ def test_the_embedded_server_runs_with_the_settings_it_chose(live_server: Embedd
     assert f"'kv_cache_memory_bytes': {live_server.settings.kv_cache_bytes}" in log
     if chosen.bind != "auto":  # every usable CPU computes, none is reserved
         assert "reserved_cpus=[]" in log
+    # vLLM warns when Intel's OpenMP is not preloaded; with it chosen, it does not.
+    assert ("libiomp is not found in LD_PRELOAD" in log) == (chosen.openmp is None)

@@ -4,8 +4,8 @@ and against its own dtype and binding with the other OpenMP runtime.
 For each setting the embedded vLLM is started with the default packaged model, and generated tokens per
 second are measured for one sequence (``n=1``) and for ``n=16`` (what a vote sends), with ``max_tokens``
 fixed by ``ignore_eos`` so every setting generates the same work; each rate is the best of three requests.
-The default (what :func:`nodes.machine.choose_settings` picks here) is measured first and last and its two runs averaged,
-so a drift of the shared machine over the sweep falls on it as on the others. Goal: the default reaches
+The default (what :func:`nodes.machine.choose_settings` picks here) is measured first and last and its two
+runs averaged, so a drift of the shared machine over the sweep falls on it as on the others. Goal: the default reaches
 at least 0.9 of the best setting at both ``n``.
 """
 

@@ -25,10 +25,11 @@ def free_port() -> int:
     return _free_port("127.0.0.1")
 
 
-def start_responder(port: int, delay: float = 0.0) -> subprocess.Popen[str]:
+def start_responder(port: int, delay: float = 0.0, jitter: float = 0.0) -> subprocess.Popen[str]:
     """The responder in its own process on ``port``, once it is ready."""
+    command = [sys.executable, "-m", "benchmarks.responder", "--port", str(port)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.responder", "--port", str(port), "--delay", str(delay)],
+        [*command, "--delay", str(delay), "--jitter", str(jitter)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -84,13 +85,23 @@ async def run_framework(endpoint: Endpoint, questions: list[str], k: int, *, max
 
 
 async def run_plain(
-    endpoint: Endpoint, questions: list[str], k: int, *, max_tokens: int, seed: int = 0, max_n: int | None = None
+    endpoint: Endpoint,
+    questions: list[str],
+    k: int,
+    *,
+    max_tokens: int,
+    seed: int = 0,
+    max_n: int | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Timing:
-    """The same requests from a plain ``AsyncOpenAI`` client at the same concurrency and ``n``."""
+    """The same requests from a plain ``AsyncOpenAI`` client at the same concurrency and ``n``
+    (on ``httpx``'s own connection pool unless a ``transport`` is given)."""
     most = max_n or endpoint.max_n
     limit = asyncio.Semaphore(endpoint.max_concurrency)
     async with httpx.AsyncClient(
-        timeout=endpoint.request_timeout, limits=httpx.Limits(max_connections=endpoint.max_concurrency * 2)
+        timeout=endpoint.request_timeout,
+        limits=httpx.Limits(max_connections=endpoint.max_concurrency * 2),
+        transport=transport,
     ) as http:
         client = AsyncOpenAI(base_url=endpoint.base_url, api_key="none", max_retries=0, http_client=http)
 

@@ -5,6 +5,13 @@ A bare HTTP/1.1 server on asyncio streams (keep-alive, ``Content-Length`` bodies
 question ("What is 3 + 4?" → "... The answer is 7."), and usage counted in whitespace tokens. It
 does as little as possible so that what a benchmark measures is the client. Run it in its own
 process: ``python -m benchmarks.responder --port 8123``.
+
+``--delay D`` makes each completion take ``D`` seconds, as a server generating would; with
+``--jitter J`` each takes a random ``D × (1 ± J)`` instead, so that requests sent together do not
+all come back together. ``GET /v1/stats`` says how many completions it has answered, their
+delays in seconds in all, and the seconds they were held from the request read to the reply
+made (Little's law: held seconds over a span of time are the mean number of requests in flight
+at the server; held beyond the delays is the responder's own lateness).
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
+import time
 
 _SUM = re.compile(rb"What is (\d+) \+ (\d+)")
 
@@ -36,6 +45,9 @@ def _completion(body: dict, raw: bytes) -> bytes:  # type: ignore[type-arg]
 
 
 DELAY = 0.0  # seconds before each completion (tests that kill a run mid-way need it to take a while)
+JITTER = 0.0  # each delay is DELAY × uniform(1 - JITTER, 1 + JITTER)
+_random = random.Random(0)
+_stats = {"answered": 0, "delay": 0.0, "held": 0.0}  # completions; their delays and time here, in seconds
 
 
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -51,10 +63,17 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
             raw = await reader.readexactly(length) if length else b""
             if path.endswith(b"/models"):
                 payload = b'{"object":"list","data":[{"id":"bench","object":"model"}]}'
+            elif path.endswith(b"/stats"):
+                payload = json.dumps(_stats).encode()
             elif method == b"POST" and path.endswith(b"/chat/completions"):
-                if DELAY:
-                    await asyncio.sleep(DELAY)
+                started = time.monotonic()
+                delay = DELAY * _random.uniform(1 - JITTER, 1 + JITTER) if JITTER else DELAY
+                if delay:
+                    await asyncio.sleep(delay)
                 payload = _completion(json.loads(raw), raw)
+                _stats["answered"] += 1
+                _stats["delay"] += delay
+                _stats["held"] += time.monotonic() - started
             else:
                 payload = b'{"error":{"message":"not found"}}'
             status = b"200 OK" if not payload.startswith(b'{"error"') else b"404 Not Found"
@@ -78,11 +97,14 @@ async def serve(port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    global DELAY
+    global DELAY, JITTER
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each completion")
+    parser.add_argument("--jitter", type=float, default=0.0, help="each delay is DELAY × (1 ± up to JITTER)")
     args = parser.parse_args()
-    DELAY = args.delay
+    if not 0 <= args.jitter <= 1:
+        parser.error("--jitter must be between 0 and 1")
+    DELAY, JITTER = args.delay, args.jitter
     asyncio.run(serve(args.port))
 
 

@@ -28,6 +28,8 @@ from langgraph.errors import NodeTimeoutError
 from langgraph.types import RetryPolicy
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from nodes._collector import many_calls
+from nodes._pool import ShardedTransport
 from nodes.errors import (
     BadModelOutput,
     ConfigError,
@@ -182,9 +184,12 @@ class LLM:
         return f"LLM(base_url={self.endpoint.base_url!r}, model={self.endpoint.model!r})"
 
     def _new_clients(self) -> _LoopClients:
+        connections = self.endpoint.max_concurrency * 2
         http = self._http_async_client or httpx.AsyncClient(
             timeout=self.endpoint.request_timeout,
-            limits=httpx.Limits(max_connections=self.endpoint.max_concurrency * 2),
+            # small pools: one httpcore pool slows down with its size (see nodes/_pool.py)
+            transport=ShardedTransport(max_connections=connections),
+            limits=httpx.Limits(max_connections=connections),  # a proxy from the environment has its own pool
         )
         model = _ChatOpenAI(
             model=self.endpoint.model,
@@ -259,15 +264,16 @@ class LLM:
             body["stop"] = stop
         clients = self._for_loop()
         url = self.endpoint.base_url
-        async with clients.limit:
-            response = await post(
-                clients.http,
-                f"{url}/chat/completions",
-                base_url=url,
-                content=json.dumps(body),
-                headers=self._headers,
-                timeout=self.endpoint.request_timeout,  # also on a client the caller passed
-            )
+        with many_calls:  # see nodes/_collector.py
+            async with clients.limit:
+                response = await post(
+                    clients.http,
+                    f"{url}/chat/completions",
+                    base_url=url,
+                    content=json.dumps(body),
+                    headers=self._headers,
+                    timeout=self.endpoint.request_timeout,  # also on a client the caller passed
+                )
         data = read_json(response, f"endpoint {url}")
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):

@@ -33,3 +33,22 @@ def test_the_profile_shows_where_the_framework_spends_its_time(tmp_path: Path) -
     profile(str(path), quick=True)
     text = path.read_text()
     assert "propose" in text and "LLM.chat" in text and "langgraph" in text
+
+
+async def test_the_scale_benchmark_runs_both_sides_over_the_same_requests() -> None:
+    from benchmarks.scale import measure, row, slow_responder
+
+    with slow_responder(0.05, 0.5) as url:
+        best = await measure(url, (1, 8), count=40, rounds=1)
+    for k, (fw, plain) in best.items():
+        assert fw.timing.calls == plain.timing.calls == 40 * k
+        assert fw.requests == plain.requests == 40  # k = 8: one request with n = 8 a question
+        assert min(fw.held, plain.held) >= 40 * 0.05 * (1 - 0.5)  # the responder held each for its delay
+        assert row(k, fw, plain, 0.05, 0.5)["met"] in ("goal met", "goal NOT met")
+
+
+def test_a_client_costing_nothing_keeps_every_slot_busy() -> None:
+    from benchmarks.scale import IN_FLIGHT, ideal_seconds
+
+    assert ideal_seconds(3 * IN_FLIGHT, 4.0, 0.0) == 12.0
+    assert 8.0 < ideal_seconds(2 * IN_FLIGHT, 4.0, 0.5) < 2 * 4.0 * 1.5

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -8,7 +11,8 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.errors import NodeTimeoutError
 
-from nodes import LLM, Endpoint, PermanentEndpointError, TransientEndpointError, is_transient
+from nodes import LLM, Endpoint, PermanentEndpointError, TransientEndpointError, _collector, is_transient, user
+from nodes._pool import ShardedTransport
 from nodes.errors import ConfigError
 from tests.fakes import FakeServer
 
@@ -117,3 +121,159 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         Endpoint.from_env()
     with pytest.raises(ConfigError, match="http:// or https://"):
         Endpoint.from_env(base_url="gpu:8000", model="m")
+
+
+# Many requests in flight: small connection pools (nodes/_pool.py), fewer collections (nodes/_collector.py).
+
+
+class Body(httpx.AsyncByteStream):
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+
+class MockPools:
+    """Pools of ``httpx.MockTransport`` for :class:`ShardedTransport`, recording how many requests
+    each holds at once; a request waits until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        self.limits: list[httpx.Limits] = []
+        self.now: list[int] = []
+        self.most: list[int] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    def __call__(self, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+        i = len(self.limits)
+        self.limits.append(limits)
+        self.now.append(0)
+        self.most.append(0)
+
+        async def handle(request: httpx.Request) -> httpx.Response:
+            self.now[i] += 1
+            self.most[i] = max(self.most[i], self.now[i])
+            await asyncio.sleep(0)
+            await self.gate.wait()
+            self.now[i] -= 1
+            if request.url.path == "/fail":
+                raise httpx.ConnectError("refused", request=request)
+            if request.url.path == "/stream":  # a body read as it comes, as from a real connection
+                return httpx.Response(200, stream=Body(b'{"pool": %d}' % i))
+            return httpx.Response(200, json={"pool": i})
+
+        return httpx.MockTransport(handle)
+
+    async def burst(self, client: httpx.AsyncClient, count: int) -> list[int]:
+        """``count`` requests at once; the pool each went to."""
+        self.gate.clear()
+
+        async def one() -> int:
+            return int((await client.get("http://fake.test/")).json()["pool"])
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(count)]
+        while sum(self.now) < count:
+            await asyncio.sleep(0)
+        self.gate.set()
+        return await asyncio.gather(*tasks)
+
+
+async def test_requests_in_flight_spread_over_small_pools_made_as_needed() -> None:
+    pools = MockPools()
+    async with httpx.AsyncClient(transport=ShardedTransport(max_connections=24, shard_size=8, pool=pools)) as client:
+        assert sorted(set(await pools.burst(client, 20))) == [0, 1, 2]
+        assert [(lim.max_connections, lim.max_keepalive_connections) for lim in pools.limits] == [(8, 8)] * 3
+        assert max(pools.most) == 8
+        await pools.burst(client, 24)  # every connection was given back: 24 at once fit in the same pools
+        assert len(pools.limits) == 3 and max(pools.most) == 8
+        await pools.burst(client, 25)  # past max_connections: the last one waits in the least busy pool
+        assert len(pools.limits) == 3 and max(pools.most) == 9
+
+
+async def test_a_streamed_response_holds_its_connection_until_closed() -> None:
+    pools = MockPools()
+    transport = ShardedTransport(max_connections=4, shard_size=1, pool=pools)
+    async with httpx.AsyncClient(transport=transport) as client:
+        async with client.stream("GET", "http://fake.test/stream") as first:
+            assert (await client.get("http://fake.test/")).json() == {"pool": 1}  # pool 0 is still held
+            assert await first.aread() == b'{"pool": 0}'
+        assert sorted(await pools.burst(client, 2)) == [0, 1]  # and free once the stream is closed
+        assert transport.pools == 2
+
+
+async def test_a_failed_request_gives_its_connection_back() -> None:
+    pools = MockPools()
+    transport = ShardedTransport(max_connections=4, shard_size=1, pool=pools)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("http://fake.test/fail")
+        assert (await client.get("http://fake.test/")).json() == {"pool": 0}
+        assert transport.pools == 1
+
+
+@pytest.fixture
+def thresholds() -> Iterator[None]:
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
+
+
+def test_many_calls_under_way_collect_garbage_less_often_until_a_quiet_spell(
+    thresholds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_collector, "MANY", 3)
+    gc.set_threshold(700, 10, 10)
+    calls = _collector._ManyCalls()
+    with calls, calls:
+        assert gc.get_threshold() == (700, 10, 10)  # two under way: not many
+        with calls:
+            assert gc.get_threshold() == (_collector.THRESHOLD, 10, 10)
+    assert gc.get_threshold()[0] == _collector.THRESHOLD  # none under way, but not for QUIET seconds yet
+    with calls:
+        assert gc.get_threshold()[0] == _collector.THRESHOLD
+    monkeypatch.setattr(_collector, "QUIET", 0.0)
+    with calls:
+        assert gc.get_threshold() == (700, 10, 10)  # the first call after a quiet spell puts it back
+
+
+def test_many_calls_leave_a_threshold_set_on_purpose_alone(thresholds: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_collector, "MANY", 1)
+    monkeypatch.setattr(_collector, "QUIET", 0.0)
+    calls = _collector._ManyCalls()
+    for mine in (0, 50_000):  # the collector off, or already collecting less often
+        gc.set_threshold(mine, 10, 10)
+        with calls:
+            assert gc.get_threshold() == (mine, 10, 10)
+    monkeypatch.setattr(_collector, "MANY", 2)
+    gc.set_threshold(700, 10, 10)
+    with calls, calls:
+        gc.set_threshold(2_000, 10, 10)  # changed meanwhile by someone else: not put back over theirs
+    with calls:
+        assert gc.get_threshold() == (2_000, 10, 10)
+
+
+async def test_llm_calls_under_way_count_as_many(thresholds: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_collector, "MANY", 8)
+    gc.set_threshold(700, 10, 10)
+    fake = FakeServer()
+    seen: list[int] = []  # the threshold as each request arrives
+    go = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(gc.get_threshold()[0])
+        await go.wait()
+        return fake.handler(request)
+
+    llm = LLM(Endpoint(base_url="http://fake.test/v1", model="m", max_concurrency=4),
+              http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))  # fmt: skip
+    calls = [asyncio.ensure_future(llm.chat([user(f"What is {i} + 1?")])) for i in range(8)]
+    while len(seen) < 4:
+        await asyncio.sleep(0)
+    # 4 requests in flight and 4 calls waiting for the endpoint's limit: 8 under way
+    assert seen == [700] * 4 and gc.get_threshold()[0] == _collector.THRESHOLD
+    go.set()
+    await asyncio.gather(*calls)
+    monkeypatch.setattr(_collector, "QUIET", 0.0)
+    await llm.chat([user("What is 1 + 1?")])
+    assert gc.get_threshold()[0] == 700  # the first call after a quiet spell put it back

@@ -496,8 +496,13 @@ def format_result(result: dict[str, Any]) -> str:
 
 def _serve(args: argparse.Namespace) -> None:
     server = EmbeddedServer(
-        args.model, port=args.port, dtype=args.dtype, bind=args.bind, kv_cache_memory=args.kv_cache,
-        openmp=args.openmp, log=sys.stderr,
+        args.model,
+        port=args.port,
+        dtype=args.dtype,
+        bind=args.bind,
+        kv_cache_memory=args.kv_cache,
+        openmp=args.openmp,
+        log=sys.stderr,
     )
     with server:
         print(f"serving {server.model.served_name} at {server.base_url}", flush=True)

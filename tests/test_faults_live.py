@@ -17,7 +17,7 @@ from graphs.datasets import load
 from graphs.evaluation import FILTER_SCORER, EvalPlan, EvalStore, pending, results
 from nodes import LLM, Endpoint, RunContext
 from nodes.server import EmbeddedServer
-from tests.conftest import LIVE_MODEL
+from tests.conftest import LIVE_DTYPE, LIVE_MODEL
 from tests.faults import FaultProxy
 
 pytestmark = pytest.mark.live
@@ -67,7 +67,7 @@ def test_an_eval_whose_vllm_is_killed_and_restarted_loses_and_duplicates_nothing
     out = tmp_path / "eval"
     plan = EvalPlan(("vote", "filter-vote"), (1, 4))
     dataset = load("arithmetic", per_level=3, levels=["1+1", "2+2"])
-    server = EmbeddedServer(LIVE_MODEL, port=port).start()
+    server = EmbeddedServer(LIVE_MODEL, port=port, dtype=LIVE_DTYPE).start()
     argv = [sys.executable, "-m", "graphs.cli", "eval", "--per-level", "3", "--levels", "1+1,2+2",
             "--strategies", "vote,filter-vote", "--budgets", "1,4", "--max-tokens", "48", "--judge-max-tokens", "24",
             "--concurrency", "2", "--base-url", server.base_url, "--model", server.model.served_name,
@@ -88,7 +88,7 @@ def test_an_eval_whose_vllm_is_killed_and_restarted_loses_and_duplicates_nothing
         server.stop()
         with EvalStore(out / "store.sqlite") as store:
             assert pending(store, dataset, plan) > 0
-        server = EmbeddedServer(LIVE_MODEL, port=port).start()
+        server = EmbeddedServer(LIVE_MODEL, port=port, dtype=LIVE_DTYPE).start()
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
     finally:

@@ -18,7 +18,7 @@ import pytest
 from nodes import Endpoint, PermanentEndpointError
 from nodes.scorers import PoolingPRM
 from nodes.server import EmbeddedServer
-from tests.conftest import LIVE_MODEL
+from tests.conftest import LIVE_DTYPE, LIVE_MODEL
 from tests.fakes import FakeServer
 
 pytestmark = pytest.mark.live
@@ -30,7 +30,7 @@ POOLING += ("--pooler-config", '{"task": "token_classify"}')
 
 @pytest.fixture(scope="module")
 def prm_server() -> Iterator[EmbeddedServer]:
-    with EmbeddedServer(LIVE_MODEL, extra_args=POOLING) as server:
+    with EmbeddedServer(LIVE_MODEL, dtype=LIVE_DTYPE, extra_args=POOLING) as server:
         yield server
 
 

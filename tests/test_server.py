@@ -16,7 +16,7 @@ import pytest
 
 from nodes.machine import CPU, choose_settings
 from nodes.server import EmbeddedServer
-from tests.conftest import LIVE_MODEL
+from tests.conftest import LIVE_DTYPE, LIVE_MODEL
 
 pytestmark = pytest.mark.live
 
@@ -96,7 +96,7 @@ def test_run_starts_and_stops_the_embedded_server_when_no_endpoint_is_set() -> N
 def test_the_embedded_server_runs_with_the_settings_it_chose(live_server: EmbeddedServer | None) -> None:
     if live_server is None:
         pytest.skip("TTC_TEST_BASE_URL names another server")
-    chosen = choose_settings(cpu=CPU.read(), free_memory=1 << 40)  # dtype and binding as for this machine
+    chosen = choose_settings(dtype=LIVE_DTYPE, cpu=CPU.read(), free_memory=1 << 40)  # binding as for this machine
     assert live_server.settings.dtype == chosen.dtype and live_server.settings.bind == chosen.bind
     assert live_server.log_path is not None
     log = live_server.log_path.read_text()

@@ -29,8 +29,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Every benchmark, each printing ratios measured in one run and whether its goal is met (about 12 minutes; starts
-# the embedded vLLM with SmolLM2 for the server benchmarks). BENCH_ARGS=--quick for a smoke run.
+# Every benchmark, each printing ratios measured in one run and whether its goal is met (about an hour: the
+# settings sweep and the peers run Qwen2.5-Coder-0.5B on the embedded vLLM; the peers' venv is made once in
+# ~/.cache/ttc-graphs/bench). BENCH_ARGS=--quick for a smoke run, BENCH_ARGS="--only peers" for one suite.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 

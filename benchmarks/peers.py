@@ -87,9 +87,10 @@ QUESTION_SEED = 12
 FULL_QUESTIONS = 8  # measured: one chunk of 4 questions takes about 11 minutes for all pairs on Qwen 0.5B
 FULL_MAX_TOKENS = 320
 DRIVERS = Path(__file__).parent / "peer_drivers"
-# What the shared prompt asks for ("... end your reply with 'The answer is N'"), for its_hub's regex
-# projection (first match, as its create_regex_projection_function does).
-ANSWER_PATTERN = r"answer is[:\s]*\**\s*\$?\s*(-?[\d,]*\.?\d+)"
+# its_hub's regex projection: the number of the last \boxed{} or "answer is" (what the prompt asks
+# for; Qwen mostly boxes), as this project's checker reads it. Its projection takes the first match,
+# so the greedy ``.*`` makes that the last one; LaTeX and "$" between "is" and the number are skipped.
+ANSWER_PATTERN = r".*(?:\\boxed\{|answer is[^\d-]{0,24}?)\s*(-?\d(?:[\d,]*\d)?(?:\.\d+)?)"
 
 # The peers' venv: pip steps in order. optillm declares heavy dependencies (torch, transformers,
 # spacy, ...) that its proxy mode never imports, so it goes in with --no-deps and then exactly what

@@ -41,8 +41,8 @@ def build(request: dict) -> tuple[object, OpenAICompatibleLanguageModel, list[Op
     algorithm = request["algorithm"]
     # its_hub votes on whatever the projection returns; by default the whole stripped reply (so
     # chain-of-thought replies almost never agree). Its documented way for math is a regex
-    # projection; this one reads what the shared prompt asks for ("The answer is N"). A reply
-    # without it projects to (None,), which then votes like any other answer.
+    # projection (``answer_pattern``: the stated number, see benchmarks/peers.py). A reply without
+    # a match projects to (None,), which then votes like any other answer.
     projection = create_regex_projection_function(request["answer_pattern"])
     if algorithm == "self-consistency":
         return SelfConsistency(consistency_space_projection_func=projection), lm, [lm]

@@ -54,18 +54,17 @@ def _rate(client: httpx.Client, server: EmbeddedServer, n: int, max_tokens: int,
 Setting = tuple[str, str, str]  # dtype, binding (all | vllm), OpenMP (intel | gnu)
 
 
-def measure(model: str, setting: Setting | None, *, quick: bool, seed: int) -> tuple[Rates, str]:
+def measure(model: str, setting: Setting | None, *, quick: bool, seed: int) -> Rates:
     """Start the server with this setting (None: the default's choice) and measure both rates."""
     dtype, bind, openmp = setting or (None, None, None)
     server = EmbeddedServer(model, dtype=dtype, bind=bind, openmp=openmp)
     with server, httpx.Client(timeout=600) as client:
         _rate(client, server, 2, 8, 1, seed=seed)  # warm up
         tokens = 32 if quick else 64
-        rates = Rates(
+        return Rates(
             n1=_rate(client, server, 1, tokens, 1 if quick else 3, seed=seed),
             n16=_rate(client, server, 16, tokens, 1 if quick else 3, seed=seed + 100),
         )
-        return rates, server.settings.describe()
 
 
 def _label(setting: Setting) -> str:
@@ -87,13 +86,13 @@ def run(quick: bool = False, model: str = DEFAULT_MODEL) -> list[Row]:
     print(f"    CPU: {cpu.describe()}", flush=True)
     print(f"    default: {_label(default)} ({chosen.describe()})", flush=True)
 
-    first, _ = measure(model, None, quick=quick, seed=0)
+    first = measure(model, None, quick=quick, seed=0)
     results: dict[Setting, Rates] = {}
     for i, setting in enumerate(sweep):
-        results[setting], _ = measure(model, setting, quick=quick, seed=1000 * (i + 1))
+        results[setting] = measure(model, setting, quick=quick, seed=1000 * (i + 1))
         print(f"    {_label(setting):<42} n=1 {results[setting].n1:6.1f}  n=16 {results[setting].n16:6.1f} tokens/s",
               flush=True)  # fmt: skip
-    last, _ = measure(model, None, quick=quick, seed=9000)
+    last = measure(model, None, quick=quick, seed=9000)
     ours = Rates(n1=(first.n1 + last.n1) / 2, n16=(first.n16 + last.n16) / 2)
     print(f"    {_label(default) + ' (default)':<42} n=1 {ours.n1:6.1f}  n=16 {ours.n16:6.1f} tokens/s "
           f"(first {first.n1:.1f}/{first.n16:.1f}, last {last.n1:.1f}/{last.n16:.1f})", flush=True)  # fmt: skip
@@ -101,10 +100,9 @@ def run(quick: bool = False, model: str = DEFAULT_MODEL) -> list[Row]:
     best1 = max(results, key=lambda k: results[k].n1)
     best16 = max(results, key=lambda k: results[k].n16)
     r1, r16 = ours.n1 / results[best1].n1, ours.n16 / results[best16].n16
-    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu.flags)
     return [
         {
-            "benchmark": f"embedded server settings on {cpu.model} ({len(cpu.cpus)} CPUs; {flags}): "
+            "benchmark": f"embedded server settings on {cpu.describe()}: "
             f"default ({_label(default)}) vs the best of dtype × binding × OpenMP, {model}",
             "result": f"n=1 {ours.n1:.1f} vs {results[best1].n1:.1f} tokens/s ({_label(best1)}): {r1:.2f}; "
             f"n=16 {ours.n16:.1f} vs {results[best16].n16:.1f} ({_label(best16)}): {r16:.2f}",

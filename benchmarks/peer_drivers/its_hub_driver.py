@@ -31,13 +31,16 @@ from its_hub.core.algorithms.self_consistency import create_regex_projection_fun
 
 
 def build(request: dict) -> tuple[object, OpenAICompatibleLanguageModel, list[OpenAICompatibleLanguageModel]]:
-    lm = OpenAICompatibleLanguageModel(
-        endpoint=request["base_url"],
-        api_key="none",
-        model_name=request["model"],
-        temperature=request["temperature"],
-        max_completion_tokens=request["max_tokens"],
-    )
+    def model(temperature: float, max_tokens: int) -> OpenAICompatibleLanguageModel:
+        return OpenAICompatibleLanguageModel(
+            endpoint=request["base_url"],
+            api_key="none",
+            model_name=request["model"],
+            temperature=temperature,
+            max_completion_tokens=max_tokens,
+        )
+
+    lm = model(request["temperature"], request["max_tokens"])
     algorithm = request["algorithm"]
     # its_hub votes on whatever the projection returns; by default the whole stripped reply (so
     # chain-of-thought replies almost never agree). Its documented way for math is a regex
@@ -49,13 +52,7 @@ def build(request: dict) -> tuple[object, OpenAICompatibleLanguageModel, list[Op
     if algorithm == "adaptive-self-consistency":
         return AdaptiveSelfConsistency(consistency_space_projection_func=projection), lm, [lm]
     if algorithm == "best-of-n":
-        judge_lm = OpenAICompatibleLanguageModel(
-            endpoint=request["base_url"],
-            api_key="none",
-            model_name=request["model"],
-            temperature=request["judge_temperature"],
-            max_completion_tokens=request["judge_max_tokens"],
-        )
+        judge_lm = model(request["judge_temperature"], request["judge_max_tokens"])
         return BestOfN(orm=LLMJudge(lm=judge_lm)), lm, [lm, judge_lm]
     raise SystemExit(f"unknown algorithm {algorithm!r}")
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-from graphs.vote import build_vote_graph
+from graphs.strategies.vote import build_vote_graph
 from nodes import LLM, Endpoint, RunContext
 from nodes.propose import propose_prompt
 from nodes.server import _free_port

@@ -1,5 +1,5 @@
 """Curves from pools: the whole accuracy-vs-K curve computed exactly from each question's pool
-(:func:`graphs.pool.pool_curves`) against re-simulating it by Monte-Carlo (random K-subsets, a
+(:func:`graphs.lab.pool.pool_curves`) against re-simulating it by Monte-Carlo (random K-subsets, a
 plurality vote with random tie-breaks), on a synthetic pool. Prints the time ratio and how far
 apart the two curves are (the Monte-Carlo error shrinks as 1/sqrt(trials))."""
 
@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from benchmarks.common import Row, verdict
-from graphs.pool import QuestionPool, pool_curves
+from graphs.lab.pool import QuestionPool, pool_curves
 
 
 def synthetic_pools(questions: int, m: int, seed: int = 0) -> list[QuestionPool]:

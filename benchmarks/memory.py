@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import Row, questions, responder, verdict
-from graphs.datasets import Dataset, Record
 from graphs.evaluation import EvalPlan, EvalStore, evaluate
+from graphs.evaluation.datasets import Dataset, Record
 from nodes import LLM, Endpoint, RunContext
 
 

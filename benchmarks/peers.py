@@ -36,7 +36,7 @@ JSON over stdin/stdout. The sides take turns chunk by chunk (the starting side r
 spell of the shared machine falls on all of them. The server runs one side at a time, so the
 difference of its Prometheus counters (``/metrics``) before and after a chunk is that side's work:
 prompt and generated tokens, sequences, requests, engine steps. One checker
-(:meth:`graphs.datasets.Dataset.check_answer` on the final answer's text) scores every side.
+(:meth:`graphs.evaluation.datasets.Dataset.check_answer` on the final answer's text) scores every side.
 
 Goal per pair: the framework's generated tokens per second at least the peer's, and accuracy at
 least the peer's (with 8-24 questions the 95% interval is wide: read it as a sanity check).
@@ -68,9 +68,9 @@ from typing import Any
 import httpx
 
 from benchmarks.common import Row, free_port, verdict
-from graphs.best_of_n import build_best_of_n_graph
-from graphs.datasets import Dataset, Record, load
-from graphs.vote import build_vote_graph
+from graphs.evaluation.datasets import Dataset, Record, load
+from graphs.strategies.best_of_n import build_best_of_n_graph
+from graphs.strategies.vote import build_vote_graph
 from nodes import LLM, Endpoint, RunContext
 from nodes.answers import extract_answer
 from nodes.budget import ledger_totals

@@ -14,7 +14,7 @@ import asyncio
 import time
 
 from benchmarks.common import Row, Timing, questions, run_framework, run_plain, verdict
-from graphs.vote import build_vote_graph
+from graphs.strategies.vote import build_vote_graph
 from nodes import LLM, Endpoint, RunContext
 from nodes.budget import ledger_totals
 from nodes.server import EmbeddedServer

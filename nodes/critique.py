@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
-from nodes._calls import usage_of
+from nodes.budget import ledger_entry
+from nodes.calls import failure, usage_of
 from nodes.context import RunContext, context_of
 from nodes.endpoint import user
 from nodes.types import Candidate, Critique
 
-__all__ = ["CRITIQUE_PROMPT", "CritiqueTask", "critique"]
+__all__ = ["CRITIQUE_PROMPT", "CritiqueTask", "critique", "critique_failed"]
 
 CRITIQUE_PROMPT = (
     "[User Question]:{question}\n"
@@ -39,3 +41,15 @@ async def critique(task: CritiqueTask, runtime: Runtime[RunContext]) -> dict[str
     )
     result: Critique = {"index": candidate["index"], "text": completion.texts[0]}
     return {"critiques": [result], "ledger": usage_of("critique", completion)}
+
+
+def critique_failed(task: CritiqueTask, error: NodeError) -> dict[str, Any]:
+    """Error handler: a critique that failed for good is a recorded failure and an empty critique
+    (the revision still sees the attempt, with no feedback), so the graph goes on."""
+    index = task["candidate"]["index"]
+    empty: Critique = {"index": index, "text": ""}
+    return {
+        "critiques": [empty],
+        "failures": [failure("critique", [index], error)],
+        "ledger": ledger_entry("critique", requests=1, calls=0),
+    }

@@ -1,11 +1,12 @@
-"""The OpenAI-compatible endpoint: configuration, the one client per endpoint, error classes.
+"""The OpenAI-compatible endpoint: configuration, the one client per endpoint, error mapping.
 
 :class:`Endpoint` is plain configuration (read once at the edge, from flags or the
-environment). :class:`LLM` owns the single ``ChatOpenAI`` client of an endpoint and the
-concurrency limit shared by every node of a run, and turns the SDK's exceptions into
-:mod:`nodes.errors` classes. Retrying is not done here: graphs attach
-``RetryPolicy(retry_on=is_transient)`` to their LLM nodes (see :data:`RETRY_POLICY`), so the
-SDK's own retries are switched off (``max_retries=0``) and retries never multiply.
+environment). :class:`LLM` owns the single ``httpx`` client of an endpoint and the
+concurrency limit shared by every node of a run. :func:`post` (and :meth:`LLM.check`'s GET)
+turn timeouts, transport errors and HTTP error statuses into :mod:`nodes.errors` classes, by
+the one status table :func:`nodes.errors.transient_status`. Retrying is not done here: graphs
+attach ``RetryPolicy(retry_on=is_transient)`` to their LLM nodes (see :data:`RETRY_POLICY`),
+and nothing below retries on its own, so retries never multiply.
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ from typing import Any
 
 import httpx
 import openai
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
-from langchain_openai import ChatOpenAI
-from langchain_openai.chat_models.base import _convert_message_to_dict
+from langchain_core.messages import BaseMessage, convert_to_openai_messages
 from langgraph.errors import NodeTimeoutError
 from langgraph.types import RetryPolicy
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -36,9 +34,21 @@ from nodes.errors import (
     EndpointError,
     PermanentEndpointError,
     TransientEndpointError,
+    transient_status,
 )
 
-__all__ = ["LLM", "RETRY_POLICY", "Completion", "Endpoint", "Message", "is_transient", "user"]
+__all__ = [
+    "LLM",
+    "RETRY_POLICY",
+    "Completion",
+    "Endpoint",
+    "Message",
+    "is_transient",
+    "post",
+    "read_json",
+    "status_error",
+    "user",
+]
 
 ENV_BASE_URL = "TTC_BASE_URL"
 ENV_MODEL = "TTC_MODEL"
@@ -123,39 +133,16 @@ class Completion:
     stop_reasons: list[Any] = field(default_factory=list)  # vLLM: the matched stop string, None at EOS
 
 
-class _ChatOpenAI(ChatOpenAI):
-    """``ChatOpenAI`` with per-choice generation info.
-
-    langchain-openai 1.7 builds one ``generation_info`` dict and shares it between all choices
-    of an ``n > 1`` response, so every choice reports the *last* choice's finish reason and
-    logprobs. Samples are only useful with their own, so this rebuilds them per choice.
-    """
-
-    def _create_chat_result(self, response: Any, generation_info: dict[str, Any] | None = None) -> ChatResult:
-        result = super()._create_chat_result(response, generation_info)
-        raw = response if isinstance(response, dict) else response.model_dump()
-        for gen, choice in zip(result.generations, raw.get("choices") or [], strict=False):
-            gen.generation_info = {
-                **(generation_info or {}),
-                "finish_reason": choice.get("finish_reason"),
-                "stop_reason": choice.get("stop_reason"),  # vLLM: the stop string that matched
-                "logprobs": choice.get("logprobs"),
-            }
-        return result
-
-
 @dataclass
 class _LoopClients:
     """An event loop's clients of one endpoint: httpx connections cannot cross loops."""
 
-    model: ChatOpenAI
     http: httpx.AsyncClient
     limit: asyncio.Semaphore
 
 
 class LLM:
-    """The client of one endpoint: its HTTP connections, one concurrency limit shared by the run,
-    and a ``ChatOpenAI`` on the same connections (:attr:`chat_model`) for LangChain use.
+    """The client of one endpoint: its HTTP connections and one concurrency limit shared by the run.
 
     Args:
         endpoint: where to send requests.
@@ -163,9 +150,8 @@ class LLM:
             ``MockTransport``); by default one is made per event loop, and closed by :meth:`aclose`.
 
     Example:
-        >>> llm = LLM(Endpoint(base_url="http://127.0.0.1:8000/v1", model="m"))
-        >>> llm.chat_model.max_retries
-        0
+        >>> LLM(Endpoint(base_url="http://127.0.0.1:8000/v1", model="m"))
+        LLM(base_url='http://127.0.0.1:8000/v1', model='m')
     """
 
     def __init__(self, endpoint: Endpoint, *, http_async_client: httpx.AsyncClient | None = None) -> None:
@@ -176,8 +162,8 @@ class LLM:
             "Content-Type": "application/json",
         }
         # One client and one concurrency limit per event loop: httpx connections and asyncio
-        # primitives cannot cross loops (langchain-openai even shares a cached default client
-        # between models), and a notebook or a test suite may run several loops over one LLM.
+        # primitives cannot cross loops, and a notebook or a test suite may run several loops over
+        # one LLM.
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
@@ -191,15 +177,7 @@ class LLM:
             transport=ShardedTransport(max_connections=connections),
             limits=httpx.Limits(max_connections=connections),  # a proxy from the environment has its own pool
         )
-        model = _ChatOpenAI(
-            model=self.endpoint.model,
-            base_url=self.endpoint.base_url,
-            api_key=self.endpoint.api_key,
-            timeout=self.endpoint.request_timeout,
-            max_retries=0,  # graphs retry with RetryPolicy; SDK retries would multiply them
-            http_async_client=http,
-        )
-        return _LoopClients(model, http, asyncio.Semaphore(self.endpoint.max_concurrency))
+        return _LoopClients(http, asyncio.Semaphore(self.endpoint.max_concurrency))
 
     async def aclose(self) -> None:
         """Close the HTTP connections this event loop opened (a client it did not get passed)."""
@@ -220,14 +198,6 @@ class LLM:
             clients = self._per_loop[loop] = self._new_clients()
         return clients
 
-    @property
-    def chat_model(self) -> ChatOpenAI:
-        """The langchain-openai model of the running event loop (a fresh one outside a loop)."""
-        try:
-            return self._for_loop().model
-        except RuntimeError:  # no running loop
-            return self._new_clients().model
-
     async def chat(
         self,
         messages: Sequence[Message],
@@ -241,11 +211,10 @@ class LLM:
     ) -> Completion:
         """One chat-completions request; raises :mod:`nodes.errors` classes on failure.
 
-        The request goes straight through the endpoint's ``httpx`` client (the one the
-        langchain-openai model of :attr:`chat_model` also uses), and the reply is read with one
-        ``json.loads``. LangChain's message objects and callbacks, and the OpenAI SDK's request
-        options and per-choice pydantic models, cost more than the call itself on a fast server
-        (``benchmarks/``: about 0.5 ms a call for the SDK's ``post`` alone). ``extra`` passes
+        The request goes straight through the endpoint's ``httpx`` client, and the reply is read
+        with one ``json.loads``. LangChain's message objects and callbacks, and the OpenAI SDK's
+        request options and per-choice pydantic models, cost more than the call itself on a fast
+        server (``benchmarks/``: about 0.5 ms a call for the SDK's ``post`` alone). ``extra`` passes
         OpenAI parameters (``logprobs``, ``top_logprobs``) and ``extra_body`` (vLLM's own, e.g.
         ``continue_final_message``).
         """
@@ -290,16 +259,27 @@ class LLM:
         )
 
     async def check(self) -> None:
-        """Fail fast with one clear line if the endpoint is unreachable or lacks the model."""
-        client = self._for_loop().model.root_async_client
-        assert client is not None
+        """Fail fast with one clear line if the endpoint is unreachable or lacks the model.
+
+        ``GET {base_url}/models`` through the endpoint's own client, its failures mapped as
+        :func:`post` maps them; a server that lists no models is taken at its word.
+        """
+        clients = self._for_loop()
         url = self.endpoint.base_url
-        try:
-            models = [m.id async for m in client.models.list()]
-        except openai.APIStatusError as exc:
-            raise status_error(exc.status_code, _error_message(exc), base_url=url) from None
-        except (openai.APITimeoutError, openai.APIConnectionError):
-            raise TransientEndpointError(f"endpoint {url} could not be reached", base_url=url) from None
+        async with clients.limit:
+            response = await _send(
+                clients.http,
+                "GET",
+                f"{url}/models",
+                base_url=url,
+                headers={"Authorization": self._headers["Authorization"]},
+                timeout=self.endpoint.request_timeout,
+            )
+        data = read_json(response, f"endpoint {url}/models")
+        listed = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(listed, list):
+            raise BadModelOutput(f"endpoint {url}/models answered without a list of models")
+        models = [str(m["id"]) for m in listed if isinstance(m, dict) and m.get("id") is not None]
         if models and self.endpoint.model not in models:
             raise PermanentEndpointError(
                 f"endpoint {url} does not serve model {self.endpoint.model!r} (it serves: {', '.join(models)})",
@@ -314,8 +294,15 @@ async def post(
     """POST to ``url`` (``kwargs`` as ``httpx`` takes them); a timeout or transport error raises
     :class:`TransientEndpointError`, an HTTP error status :func:`status_error`'s error. ``who``
     names the server in the one-line message (``"PRM endpoint"``); ``base_url`` goes on the error."""
+    return await _send(client, "POST", url, base_url=base_url, who=who, **kwargs)
+
+
+async def _send(
+    client: httpx.AsyncClient, method: str, url: str, *, base_url: str, who: str = "endpoint", **kwargs: Any
+) -> httpx.Response:
+    """One request, its failures mapped to :mod:`nodes.errors` classes (see :func:`post`)."""
     try:
-        response = await client.post(url, **kwargs)
+        response = await client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:
         raise TransientEndpointError(f"{who} {base_url} timed out", base_url=base_url) from exc
     except httpx.TransportError as exc:
@@ -326,10 +313,15 @@ async def post(
 
 
 def status_error(status: int, detail: str, *, base_url: str, who: str = "endpoint") -> EndpointError:
-    """The error of an HTTP error status, in one line: transient for 408, 409, 425, 429 and 5xx
-    (but 501 and 505), permanent for the rest."""
+    """The error of an HTTP error status, in one line: :class:`TransientEndpointError` if
+    :func:`nodes.errors.transient_status` says so, :class:`PermanentEndpointError` otherwise.
+
+    Example:
+        >>> status_error(429, "slow down", base_url="http://gpu:8000/v1")
+        TransientEndpointError('endpoint http://gpu:8000/v1 answered HTTP 429: slow down')
+    """
     message = f"{who} {base_url} answered HTTP {status}: {_one_line(detail)}"
-    if status in (408, 409, 425, 429) or (status >= 500 and status not in (501, 505)):
+    if transient_status(status):
         return TransientEndpointError(message, base_url=base_url, status=status)
     return PermanentEndpointError(message, base_url=base_url, status=status)
 
@@ -353,10 +345,6 @@ def _said(body: object) -> str | None:
     return None
 
 
-def _error_message(exc: openai.APIStatusError) -> str:
-    return _said(exc.body) or exc.message
-
-
 def _response_message(response: httpx.Response) -> str:
     """What an error response says, else the start of its text."""
     try:
@@ -373,18 +361,24 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 def _message_dict(message: Message) -> dict[str, Any]:
     """A message as the OpenAI API takes it: an OpenAI-style mapping as it is, a LangChain
-    message by langchain-openai's own conversion."""
+    message by langchain-core's public :func:`~langchain_core.messages.convert_to_openai_messages`."""
     if isinstance(message, BaseMessage):
-        return dict(_convert_message_to_dict(message))
+        converted = convert_to_openai_messages(message)  # one message in, one dict out
+        return converted if isinstance(converted, dict) else converted[0]
     return dict(message)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """The retry predicate of every LLM node: only failures that may go away on retry."""
+    """The retry predicate of every LLM node: only failures that may go away on retry.
+
+    Besides this package's :class:`TransientEndpointError` and langgraph's node timeout, it knows
+    the OpenAI SDK's and ``httpx``'s own errors, for code that calls them directly; an SDK status
+    error is judged by the same table, :func:`nodes.errors.transient_status`.
+    """
     if isinstance(exc, TransientEndpointError | NodeTimeoutError):
         return True
     if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 425, 429) or (exc.status_code >= 500 and exc.status_code not in (501, 505))
+        return transient_status(exc.status_code)
     return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | httpx.TransportError)
 
 

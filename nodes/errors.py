@@ -5,14 +5,15 @@ The hierarchy::
     TTCError                      base class; the CLI prints any of these as one line
     ├── ConfigError               bad user input (flags, builder arguments, empty question)
     ├── EndpointError             the OpenAI-compatible endpoint failed
-    │   ├── TransientEndpointError    worth retrying: connection error, timeout, 429, 5xx
-    │   └── PermanentEndpointError    not worth retrying: 400, 401, 403, 404, 422
+    │   ├── TransientEndpointError    worth retrying: connection error, timeout, 408, 409, 425, 429, 5xx but 501, 505
+    │   └── PermanentEndpointError    not worth retrying: any other error status (400, 401, 404, 422, ...)
     ├── ServerError               the embedded vLLM server could not be prepared or started
     └── BadModelOutput            a reply that cannot be used (no choices, empty body)
 
-Node code raises the endpoint errors; graphs retry the transient ones with a langgraph
-``RetryPolicy`` whose predicate is :func:`nodes.endpoint.is_transient`, and record the rest
-as failures of the sample they belong to.
+Which HTTP status is which is decided in one place, :func:`transient_status`. Node code
+raises the endpoint errors; graphs retry the transient ones with a langgraph ``RetryPolicy``
+whose predicate is :func:`nodes.endpoint.is_transient`, and record the rest as failures of
+the sample they belong to.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "ServerError",
     "TTCError",
     "TransientEndpointError",
+    "transient_status",
 ]
 
 
@@ -51,11 +53,11 @@ class EndpointError(TTCError):
 
 
 class TransientEndpointError(EndpointError):
-    """A failure that may go away on retry (connection, timeout, 429, 5xx)."""
+    """A failure that may go away on retry: connection, timeout, or a status :func:`transient_status` accepts."""
 
 
 class PermanentEndpointError(EndpointError):
-    """A failure that will not go away on retry (400, 401, 403, 404, 422)."""
+    """A failure that will not go away on retry: e.g. HTTP 400, 401, 403, 404, 422."""
 
 
 class ServerError(TTCError):
@@ -64,3 +66,21 @@ class ServerError(TTCError):
 
 class BadModelOutput(TTCError):
     """The endpoint answered, but with nothing usable (e.g. no choices)."""
+
+
+_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+_PERMANENT_5XX = frozenset({501, 505})
+
+
+def transient_status(status: int) -> bool:
+    """Whether an HTTP error status may go away on retry: the project's one status table.
+
+    Transient: 408 Request Timeout, 409 Conflict, 425 Too Early, 429 Too Many Requests, and every
+    5xx but 501 Not Implemented and 505 HTTP Version Not Supported (which answer the same again).
+    Every other error status (400, 401, 403, 404, 422, ...) is permanent.
+
+    Example:
+        >>> [s for s in (400, 404, 408, 422, 429, 500, 501, 503, 505) if transient_status(s)]
+        [408, 429, 500, 503]
+    """
+    return status in _TRANSIENT_4XX or (status >= 500 and status not in _PERMANENT_5XX)

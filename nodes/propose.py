@@ -13,12 +13,12 @@ from typing import Any, TypedDict
 from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
-from nodes._calls import error_line, usage_of
 from nodes.answers import AnswerFormat, extract_answer
 from nodes.budget import ledger_entry
+from nodes.calls import failure, usage_of
 from nodes.context import RunContext, context_of
 from nodes.endpoint import user
-from nodes.types import Candidate, Failure
+from nodes.types import Candidate
 
 __all__ = ["ANSWER_INSTRUCTIONS", "PROPOSE_PROMPT", "ProposeTask", "propose", "propose_failed", "propose_prompt"]
 
@@ -74,9 +74,7 @@ async def propose(task: ProposeTask, runtime: Runtime[RunContext]) -> dict[str, 
     if len(candidates) < n:
         # Every requested index must be accounted for, or the graph would ask for it again.
         missing = list(range(first + len(candidates), first + n))
-        update["failures"] = [
-            {"node": "propose", "indices": missing, "error": f"server returned {len(candidates)} of {n} samples"}
-        ]
+        update["failures"] = [failure("propose", missing, f"server returned {len(candidates)} of {n} samples")]
     runtime.stream_writer(
         {"event": "proposed", "indices": [c["index"] for c in candidates], "answers": [c["answer"] for c in candidates]}
     )
@@ -85,9 +83,5 @@ async def propose(task: ProposeTask, runtime: Runtime[RunContext]) -> dict[str, 
 
 def propose_failed(task: ProposeTask, error: NodeError) -> dict[str, Any]:
     """Error handler: a request that failed for good becomes a recorded failure of its samples."""
-    failure: Failure = {
-        "node": "propose",
-        "indices": list(range(task["first_index"], task["first_index"] + task["n"])),
-        "error": error_line(error),
-    }
-    return {"failures": [failure], "ledger": ledger_entry("propose", requests=1, calls=0)}
+    indices = range(task["first_index"], task["first_index"] + task["n"])
+    return {"failures": [failure("propose", indices, error)], "ledger": ledger_entry("propose", requests=1, calls=0)}

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
-from nodes._calls import usage_of
 from nodes.answers import extract_answer
+from nodes.budget import ledger_entry
+from nodes.calls import failure, usage_of
 from nodes.context import RunContext, context_of
 from nodes.endpoint import user
 from nodes.errors import ConfigError
 from nodes.propose import ANSWER_INSTRUCTIONS
 from nodes.types import Candidate
 
-__all__ = ["REVISE_PROMPT", "Attempt", "ReviseTask", "revise", "revise_prompt"]
+__all__ = ["REVISE_PROMPT", "Attempt", "ReviseTask", "revise", "revise_failed", "revise_prompt"]
 
 REVISE_PROMPT = "{question}\n\n{attempts}\n\nWrite a corrected solution that fixes the problems above. {instruction}"
 ATTEMPT_BLOCK = "Previous attempt {number}:\n{text}\n\nFeedback on attempt {number}:\n{critique}"
@@ -72,3 +74,11 @@ async def revise(task: ReviseTask, runtime: Runtime[RunContext]) -> dict[str, An
         "parent": task["attempts"][-1]["candidate"]["index"],
     }
     return {"candidates": [new], "ledger": usage_of("revise", completion)}
+
+
+def revise_failed(task: ReviseTask, error: NodeError) -> dict[str, Any]:
+    """Error handler: a revision that failed for good is a recorded failure of its sample number."""
+    return {
+        "failures": [failure("revise", [task["index"]], error)],
+        "ledger": ledger_entry("revise", requests=1, calls=0),
+    }

@@ -22,18 +22,19 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import httpx
 
-from nodes._calls import usage_of
 from nodes.answers import equivalent, extract_answer
-from nodes.budget import Ledger, add_ledgers
+from nodes.budget import Ledger, add_ledgers, ledger_entry
+from nodes.calls import usage_of
 from nodes.context import RunContext
 from nodes.endpoint import Completion, post, read_json, user
-from nodes.errors import BadModelOutput
+from nodes.errors import BadModelOutput, PermanentEndpointError
 from nodes.sandbox import run_python_tests
 from nodes.verify import filter_prompt, parse_verdict
 
@@ -266,6 +267,17 @@ class UnitTests:
         return Scored([1.0 if result.passed else 0.0], label=f"{result.status}: {result.detail}"[:200])
 
 
+_PRM_CONNECTIONS = 64
+"""Most connections from one event loop to one PRM server; more requests wait for a free one."""
+
+# One httpx client per PRM server and event loop, shared by every PoolingPRM of that server: a
+# scorer is a frozen value (the CLI builds one per strategy, ``dataclasses.replace`` copies it),
+# so the connections cannot live on it, and httpx connections cannot cross event loops.
+_prm_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, httpx.AsyncBaseTransport | None], httpx.AsyncClient]
+] = weakref.WeakKeyDictionary()
+
+
 @dataclass(frozen=True)
 class PoolingPRM:
     """A process reward model served by vLLM's pooling API (e.g. Qwen2.5-Math-PRM on a GPU server).
@@ -273,6 +285,11 @@ class PoolingPRM:
     The question and the steps, each followed by ``step_tag``, go to ``POST /pooling`` with the
     ``token_classify`` task; a step's score is the probability of class ``positive`` at the last
     token of its tag. Token positions come from vLLM's ``/tokenize`` on each step prefix.
+    :meth:`score_many` scores several solutions with one ``/pooling`` request.
+
+    Every PoolingPRM of one server shares one ``httpx`` client per event loop, so connections are
+    reused across calls and scorers; :meth:`aclose` (or ``async with``) closes it when the run is
+    done, and a later call opens a new one.
 
     Args:
         base_url: the PRM server (``http://host:8000`` or ``.../v1``).
@@ -280,6 +297,8 @@ class PoolingPRM:
         step_tag: text that closes each step in the PRM's input (Qwen2.5-Math-PRM: ``"<extra_0>"``).
         positive: index of the "step is correct" class.
         api_key: bearer token, if the server wants one (never printed).
+        timeout: seconds for one HTTP request (waiting for a free connection is not counted).
+        transport: the ``httpx`` transport to use (tests pass a ``MockTransport``).
     """
 
     base_url: str
@@ -296,44 +315,143 @@ class PoolingPRM:
     def _root(self) -> str:
         return self.base_url.rstrip("/").removesuffix("/v1")
 
-    async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, object]) -> dict[str, Any]:
+    def _client(self) -> httpx.AsyncClient:
+        """The running event loop's client of this server (made on first use)."""
+        clients = _prm_clients.setdefault(asyncio.get_running_loop(), {})
+        key = (self._root(), self.transport)
+        client = clients.get(key)
+        if client is None or client.is_closed:
+            limits = httpx.Limits(max_connections=_PRM_CONNECTIONS, max_keepalive_connections=_PRM_CONNECTIONS)
+            client = clients[key] = httpx.AsyncClient(transport=self.transport, limits=limits)
+        return client
+
+    async def aclose(self) -> None:
+        """Close this server's client on the running event loop (the one every PoolingPRM of the
+        server shares; the next call opens a new one)."""
+        client = _prm_clients.get(asyncio.get_running_loop(), {}).pop((self._root(), self.transport), None)
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> PoolingPRM:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _post(self, path: str, body: dict[str, object]) -> dict[str, Any]:
         root = self._root()
-        response = await post(client, root + path, base_url=root, who="PRM endpoint", json=body)
+        response = await post(
+            self._client(),
+            root + path,
+            base_url=root,
+            who="PRM endpoint",
+            json=body,
+            headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else None,
+            # a request waiting for one of the shared connections is not failed for the wait: the
+            # requests holding them time out on their own
+            timeout=httpx.Timeout(self.timeout, pool=None),
+        )
         data = read_json(response, f"PRM endpoint {root}{path}")
         if not isinstance(data, dict):
             raise BadModelOutput(f"PRM endpoint {root}{path} answered {type(data).__name__}, not an object")
         return data
 
-    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
-        steps = split_steps(solution, self.separator) or [solution]
+    def _prefixes(self, question: str, solution: str) -> list[str]:
+        """The PRM input up to the end of each step; the last one is the whole input."""
         prefixes = [question.strip() + "\n\n"]
-        for s in steps:
+        for s in split_steps(solution, self.separator) or [solution]:
             prefixes.append(prefixes[-1] + s.strip() + self.step_tag)
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        async with httpx.AsyncClient(timeout=self.timeout, headers=headers, transport=self.transport) as client:
-            pooled, *tokenized = await asyncio.gather(
-                self._post(client, "/pooling", {"model": self.model, "input": prefixes[-1], "task": "token_classify"}),
-                *(self._post(client, "/tokenize", {"model": self.model, "prompt": p}) for p in prefixes[1:]),
-            )
+        return prefixes[1:]
+
+    async def _counts(self, prefixes: list[str]) -> list[int]:
+        """The token count of each prefix (vLLM's ``/tokenize`` takes one prompt a request)."""
+        tokenized = await asyncio.gather(
+            *(self._post("/tokenize", {"model": self.model, "prompt": p}) for p in prefixes)
+        )
         try:
-            rows = pooled["data"][0]["data"]
-            counts = [int(t["count"]) for t in tokenized]
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            return [int(t["count"]) for t in tokenized]
+        except (KeyError, TypeError, ValueError) as exc:
             raise BadModelOutput(f"PRM endpoint {self._root()} answered without per-token scores or counts") from exc
+
+    async def _pool(self, texts: list[str]) -> tuple[list[list[Any]], int]:
+        """Each text's per-token class scores from one ``/pooling`` request (a list input when
+        there are several), and the request's prompt tokens."""
+        body: dict[str, object] = {
+            "model": self.model,
+            "input": texts[0] if len(texts) == 1 else texts,
+            "task": "token_classify",
+        }
+        pooled = await self._post("/pooling", body)
+        entries = pooled.get("data")
+        if (
+            not isinstance(entries, list)
+            or len(entries) != len(texts)
+            or not all(isinstance(e, dict) and isinstance(e.get("data"), list) for e in entries)
+        ):
+            each = f" for each of its {len(texts)} inputs" if len(texts) > 1 else ""
+            raise BadModelOutput(f"PRM endpoint {self._root()} answered without per-token scores{each}")
+        entries = sorted(entries, key=lambda e: e["index"] if isinstance(e.get("index"), int) else 0)
+        return [e["data"] for e in entries], int((pooled.get("usage") or {}).get("prompt_tokens") or 0)
+
+    def _steps(self, rows: list[Any], counts: list[int], where: str) -> list[float | None]:
         scores: list[float | None] = []
         for step, count in enumerate(counts, 1):
             row = rows[count - 1] if 0 < count <= len(rows) else None
             probability = _class_probability(row, self.positive)
             if probability is not None and not math.isfinite(probability):
                 raise BadModelOutput(
-                    f"PRM endpoint {self._root()} scored step {step} with {row!r:.80}: not finite class scores "
-                    "(is the served model's classification head trained?)"
+                    f"PRM endpoint {self._root()} scored step {step}{where} with {row!r:.80}: not finite class "
+                    "scores (is the served model's classification head trained?)"
                 )
             scores.append(probability)
-        prompt_tokens = int((pooled.get("usage") or {}).get("prompt_tokens") or 0)
-        return Scored(
-            scores, {"verify": {"requests": 1, "calls": 1, "prompt_tokens": prompt_tokens, "completion_tokens": 0}}
-        )
+        return scores
+
+    async def score(self, question: str, solution: str, ctx: RunContext) -> Scored:
+        """Score each step of one solution: one ``/pooling`` request, one ``/tokenize`` a step."""
+        (scored,) = await self.score_many(question, [solution], ctx)
+        return scored
+
+    async def score_many(self, question: str, solutions: Sequence[str], ctx: RunContext) -> list[Scored]:
+        """Score several solutions to one question (a wave of candidates), in their order.
+
+        All of them go to the server in one ``/pooling`` request (vLLM's pooling API takes a list
+        input). That request's usage is split over the solutions in proportion to their token
+        counts, in whole tokens that add up to exactly the server's total (the first solution is
+        charged the request itself), so the ledgers of a wave sum to what the server reported. A
+        server that rejects a list (HTTP 400 or 422) is sent one ``/pooling`` request per solution
+        instead, each charged its own usage; the ``/tokenize`` requests are not repeated. Any
+        failure fails the whole call.
+        """
+        if not solutions:
+            return []
+        prefixes = [self._prefixes(question, s) for s in solutions]
+        texts = [p[-1] for p in prefixes]
+
+        async def together() -> tuple[list[list[Any]], int] | None:
+            try:
+                return await self._pool(texts)
+            except PermanentEndpointError as exc:
+                if len(texts) > 1 and exc.status in (400, 422):
+                    return None  # the server takes one input a request
+                raise
+
+        pooled, counts = await asyncio.gather(together(), asyncio.gather(*(self._counts(p) for p in prefixes)))
+        if pooled is None:
+            singles = await asyncio.gather(*(self._pool([t]) for t in texts))
+            rows = [r[0] for r, _ in singles]
+            requests, prompt_tokens = [1] * len(texts), [tokens for _, tokens in singles]
+        else:
+            rows, total = pooled
+            requests = _split(1, [1] * len(texts))
+            prompt_tokens = _split(total, [len(r) for r in rows])
+        n = len(texts)
+        return [
+            Scored(
+                self._steps(rows[i], counts[i], f" of solution {i + 1} of {n}" if n > 1 else ""),
+                ledger_entry("verify", requests=requests[i], calls=1, prompt_tokens=prompt_tokens[i]),
+            )
+            for i in range(n)
+        ]
 
 
 def _class_probability(row: object, positive: int) -> float | None:
@@ -357,3 +475,25 @@ def _class_probability(row: object, positive: int) -> float | None:
 def _number(value: object) -> float:
     """A JSON number as a float; NaN for anything else (a server's NaN or inf arrives as ``null``)."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
+def _split(total: int, weights: Sequence[int]) -> list[int]:
+    """``total`` in whole shares in proportion to ``weights``, adding up to exactly ``total``.
+
+    The largest remainders get the units left over (the earlier one on a tie); equal shares when
+    no weight is positive.
+
+    Example:
+        >>> _split(10, [1, 1, 1]), _split(1, [1, 1]), _split(7, [0, 0]), _split(100, [30, 0, 71])
+        ([4, 3, 3], [1, 0], [4, 3], [30, 0, 70])
+    """
+    if not weights:
+        return []
+    if sum(weights) <= 0:
+        weights = [1] * len(weights)
+    whole = sum(weights)
+    shares = [total * w // whole for w in weights]
+    left = total - sum(shares)
+    for i in sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))[:left]:
+        shares[i] += 1
+    return shares

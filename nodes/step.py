@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
-from nodes._calls import usage_of
 from nodes.answers import extract_answer
+from nodes.budget import ledger_entry
+from nodes.calls import failure, usage_of
 from nodes.context import RunContext, context_of
 from nodes.endpoint import user
 from nodes.propose import ANSWER_INSTRUCTIONS
 
-__all__ = ["STEP_INSTRUCTION", "Step", "StepTask", "step", "step_messages"]
+__all__ = ["STEP_INSTRUCTION", "Step", "StepTask", "step", "step_failed", "step_messages"]
 
 STEP_INSTRUCTION = "Solve it step by step. Separate the steps with a blank line."
 
@@ -81,3 +83,9 @@ async def step(task: StepTask, runtime: Runtime[RunContext]) -> dict[str, Any]:
         steps.append({"parent": task["parent"], "text": text, "answer": answer, "truncated": truncated,
                       "final": ended or truncated or answer is not None or not text.strip()})  # fmt: skip
     return {"steps": steps, "ledger": usage_of("step", completion)}
+
+
+def step_failed(task: StepTask, error: NodeError) -> dict[str, Any]:
+    """Error handler: a step request that failed for good is a recorded failure of the search node
+    it would have extended (which then gets no children)."""
+    return {"failures": [failure("step", [task["parent"]], error)], "ledger": ledger_entry("step", requests=1, calls=0)}

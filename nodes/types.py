@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 __all__ = ["Candidate", "Critique", "Failure", "Score", "Verdict", "VerdictLabel"]
 
@@ -42,6 +42,7 @@ class Score(TypedDict):
     steps: list[float | None]
     score: float | None
     label: str | None
+    text: NotRequired[str | None]  # the judge's reply, when the scorer is an LLM judge
 
 
 class Critique(TypedDict):
@@ -50,8 +51,17 @@ class Critique(TypedDict):
 
 
 class Failure(TypedDict):
-    """A call that failed for good (after retries); ``indices`` are the samples it would have made."""
+    """A call that failed for good (after retries); ``indices`` are the samples (or search nodes) it
+    would have made or judged. Build one with :func:`nodes.calls.failure`.
+
+    ``error`` is the one line a person reads (the node, the error class, its message);
+    ``message`` the error's own message; ``status`` the HTTP status when the endpoint answered
+    with one; ``transient`` whether a retry might have helped (the retries ran out).
+    """
 
     node: str
     indices: list[int]
     error: str
+    message: str
+    status: int | None
+    transient: bool

@@ -14,8 +14,8 @@ from typing import Any, TypedDict
 from langgraph.errors import NodeError
 from langgraph.runtime import Runtime
 
-from nodes._calls import error_line, usage_of
 from nodes.budget import ledger_entry
+from nodes.calls import failure, usage_of
 from nodes.context import RunContext, context_of
 from nodes.endpoint import user
 from nodes.types import Candidate, Verdict, VerdictLabel
@@ -81,6 +81,6 @@ def verify_failed(task: VerifyTask, error: NodeError) -> dict[str, Any]:
     verdict: Verdict = {"index": index, "verdict": "error", "text": ""}
     return {
         "verdicts": [verdict],
-        "failures": [{"node": "verify", "indices": [index], "error": error_line(error)}],
+        "failures": [failure("verify", [index], error)],
         "ledger": ledger_entry("verify", requests=1, calls=0),
     }

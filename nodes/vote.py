@@ -4,7 +4,7 @@ Equivalent answers count together (:func:`nodes.answers.group_answers`); candida
 no answer do not vote. **Tie rule:** among answers with the top count (or weight), the one
 first seen in sample order wins (the lowest sample ``index``), as ``collections.Counter`` does
 in Chen et al.'s code. Samples are exchangeable, so this equals breaking ties uniformly at
-random, which is what the exact theory in :mod:`graphs.scaling` assumes; and since order is by
+random, which is what the exact theory in :mod:`graphs.lab.scaling` assumes; and since order is by
 sample index rather than completion time, a run's outcome is reproducible.
 """
 

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.common import questions, responder, run_framework, run_plain
 from benchmarks.curves import monte_carlo_curve, synthetic_pools
-from graphs.pool import pool_curves
+from graphs.lab.pool import pool_curves
 from nodes import Endpoint
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from graphs.cli import format_result, main
+from graphs.cli.main import format_result, main
 
 
 def closed_port() -> int:
@@ -137,7 +137,7 @@ def test_a_routed_run_reports_what_its_strategy_returns(
     route: str, shown: list[str], hidden: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from benchmarks.common import responder
-    from graphs.selection import Policy, Route
+    from graphs.evaluation.selection import Policy, Route
 
     policy = tmp_path / "policy.json"
     policy.write_text(Policy("agreement", 2, [], [Route(route, 3)], answer_format="number").to_json())

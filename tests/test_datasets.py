@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from graphs.datasets import load
+from graphs.evaluation.datasets import load
 from nodes import ConfigError
 from tests.fakes import FakeServer
 

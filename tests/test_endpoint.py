@@ -8,12 +8,22 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.errors import NodeTimeoutError
 
-from nodes import LLM, Endpoint, PermanentEndpointError, TransientEndpointError, _collector, is_transient, user
+from nodes import (
+    LLM,
+    BadModelOutput,
+    Endpoint,
+    PermanentEndpointError,
+    TransientEndpointError,
+    _collector,
+    is_transient,
+    user,
+)
 from nodes._pool import ShardedTransport
-from nodes.errors import ConfigError
+from nodes.endpoint import status_error
+from nodes.errors import ConfigError, transient_status
 from tests.fakes import FakeServer
 
 
@@ -67,6 +77,19 @@ async def test_an_error_without_a_json_body_is_still_one_line() -> None:
     assert str(info.value) == "endpoint http://fake.test/v1 answered HTTP 502: <html> <h1>Bad gateway</h1> </html>"
 
 
+@pytest.mark.parametrize(("status", "transient"), [(400, False), (401, False), (403, False), (404, False),
+                                                   (408, True), (409, True), (422, False), (425, True), (429, True),
+                                                   (500, True), (501, False), (502, True), (503, True), (504, True),
+                                                   (505, False), (599, True)])  # fmt: skip
+def test_one_status_table_decides_for_the_endpoint_errors_and_the_sdk_errors(status: int, transient: bool) -> None:
+    assert transient_status(status) is transient
+    error = status_error(status, "detail", base_url="http://x/v1")
+    assert isinstance(error, TransientEndpointError if transient else PermanentEndpointError)
+    assert is_transient(error) is transient
+    response = httpx.Response(status, request=httpx.Request("POST", "http://x/v1/chat/completions"))
+    assert is_transient(openai.APIStatusError("detail", response=response, body=None)) is transient
+
+
 def test_transient_predicate_covers_timeouts_and_sdk_errors() -> None:
     request = httpx.Request("POST", "http://x")
     assert is_transient(NodeTimeoutError("propose", 1.0, kind="run", run_timeout=1.0))
@@ -81,6 +104,76 @@ async def test_check_names_a_missing_model() -> None:
               http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)))  # fmt: skip
     with pytest.raises(PermanentEndpointError, match="does not serve model 'other' \\(it serves: served\\)"):
         await llm.check()
+
+
+async def test_check_lists_the_models_with_the_endpoint_client() -> None:
+    seen: list[httpx.Request] = []
+
+    def models(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"object": "list", "data": [{"id": "other"}, {"id": "m"}]})
+
+    llm = LLM(Endpoint(base_url="http://fake.test/v1", model="m", api_key="sk-1", request_timeout=7.0),
+              http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(models)))  # fmt: skip
+    await llm.check()
+    (request,) = seen
+    assert (request.method, str(request.url)) == ("GET", "http://fake.test/v1/models")
+    assert request.headers["Authorization"] == "Bearer sk-1" and request.extensions["timeout"]["read"] == 7.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "message"),
+    [
+        (httpx.Response(401, json={"error": {"message": "bad key"}}), PermanentEndpointError,
+         "endpoint http://fake.test/v1 answered HTTP 401: bad key"),
+        (httpx.Response(404, text="Not Found"), PermanentEndpointError,
+         "endpoint http://fake.test/v1 answered HTTP 404: Not Found"),
+        (httpx.Response(503, json={"detail": "loading"}), TransientEndpointError,
+         "endpoint http://fake.test/v1 answered HTTP 503: loading"),
+        (httpx.ReadTimeout("slow"), TransientEndpointError, "endpoint http://fake.test/v1 timed out"),
+        (httpx.Response(200, text="<html>proxy</html>"), BadModelOutput,
+         "endpoint http://fake.test/v1/models answered with invalid JSON"),
+        (httpx.Response(200, json={"object": "list"}), BadModelOutput,
+         "endpoint http://fake.test/v1/models answered without a list of models"),
+    ],
+)  # fmt: skip
+async def test_check_fails_in_one_line(
+    answer: httpx.Response | Exception, error: type[Exception], message: str
+) -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    llm = LLM(Endpoint(base_url="http://fake.test/v1", model="m"),
+              http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(reply)))  # fmt: skip
+    with pytest.raises(error) as info:
+        await llm.check()
+    assert type(info.value) is error and str(info.value) == message
+
+
+async def test_check_takes_a_server_that_lists_no_models_at_its_word() -> None:
+    empty = httpx.MockTransport(lambda request: httpx.Response(200, json={"object": "list", "data": []}))
+    await LLM(
+        Endpoint(base_url="http://fake.test/v1", model="m"), http_async_client=httpx.AsyncClient(transport=empty)
+    ).check()
+
+
+async def test_langchain_messages_are_sent_as_openai_messages() -> None:
+    fake = FakeServer()
+    messages = [
+        SystemMessage("Be brief."),
+        HumanMessage("What is 1+1?"),
+        AIMessage("2"),
+        {"role": "user", "content": "Sure?"},
+    ]
+    await fake.llm().chat(messages)
+    assert fake.requests[0]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 1+1?"},
+        {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "Sure?"},
+    ]
 
 
 async def test_completion_carries_per_choice_finish_reasons() -> None:

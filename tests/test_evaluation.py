@@ -12,8 +12,6 @@ import pytest
 from langgraph.types import RetryPolicy
 
 from graphs import build_best_of_n_graph, build_filter_vote_graph, build_vote_graph
-from graphs.best_of_n import select_weighted
-from graphs.datasets import Dataset, Record, load
 from graphs.evaluation import (
     FILTER_SCORER,
     EvalPlan,
@@ -26,6 +24,8 @@ from graphs.evaluation import (
     subset_selection_accuracy,
     write_outputs,
 )
+from graphs.evaluation.datasets import Dataset, Record, load
+from graphs.strategies.best_of_n import select_weighted
 from nodes import ConfigError
 from nodes.budget import ledger_totals
 from nodes.scorers import JudgeGrade
@@ -347,7 +347,7 @@ async def test_a_missing_judgement_makes_a_question_incomplete_not_misaligned(fi
 
 
 async def test_a_judge_that_keeps_failing_is_judged_again_on_resume(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("graphs.evaluation.RETRY_POLICY", RetryPolicy(initial_interval=0.001, max_attempts=2))
+    monkeypatch.setattr("graphs.evaluation.run.RETRY_POLICY", RetryPolicy(initial_interval=0.001, max_attempts=2))
     down = FakeServer(fault=lambda body, count: 503 if "conclude with either" in str(body["messages"]) else None)
     plan = EvalPlan(("filter-vote",), (2,))
     store = EvalStore(":memory:")

@@ -4,7 +4,7 @@ from typing import Any
 
 from langgraph.types import RetryPolicy
 
-from graphs.best_of_n import build_best_of_n_graph
+from graphs.strategies.best_of_n import build_best_of_n_graph
 from nodes import Budget, is_transient
 from nodes.scorers import JudgeVerdict, SelfEvalPRM
 from tests.fakes import FakeServer, Request, default_reply

@@ -4,7 +4,7 @@ from typing import Any
 
 from langgraph.types import RetryPolicy
 
-from graphs.filter_vote import build_filter_vote_graph
+from graphs.strategies.filter_vote import build_filter_vote_graph
 from nodes import Budget, is_transient
 from tests.fakes import FakeServer, Request, default_reply, policy
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from langgraph.types import RetryPolicy
 
-from graphs.revision import build_mix_graph, build_revision_graph, chain_depths
+from graphs.strategies.revision import build_mix_graph, build_revision_graph, chain_depths
 from nodes import Budget, ConfigError, is_transient
 from tests.fakes import FakeServer, Request
 

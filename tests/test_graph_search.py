@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from langgraph.types import RetryPolicy
 
-from graphs.beam_search import build_beam_search_graph, build_lookahead_graph
-from graphs.dvts import build_dvts_graph
-from graphs.rebase import allocate, build_rebase_graph
+from graphs.search.beam import build_beam_search_graph, build_lookahead_graph
+from graphs.search.dvts import build_dvts_graph
+from graphs.search.rebase import allocate, build_rebase_graph
 from nodes import Budget, ConfigError, is_transient
 from nodes.step import STEP_INSTRUCTION
 from tests.fakes import FakeServer, Request

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from langgraph.types import RetryPolicy
 
-from graphs.vote import build_vote_graph
+from graphs.strategies.vote import build_vote_graph
 from nodes import Budget, ConfigError, is_transient
 from tests.fakes import FakeServer, Request, policy
 

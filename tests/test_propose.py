@@ -49,4 +49,7 @@ async def test_missing_choices_become_a_failure_not_a_gap() -> None:
     fake.handler = two_of_n  # type: ignore[method-assign]
     out = await propose({"question": "What is 1+1?", "first_index": 0, "n": 5}, Runtime(context=fake.context()))
     assert [c["index"] for c in out["candidates"]] == [0, 1]
-    assert out["failures"] == [{"node": "propose", "indices": [2, 3, 4], "error": "server returned 2 of 5 samples"}]
+    said = "server returned 2 of 5 samples"
+    assert out["failures"] == [
+        {"node": "propose", "indices": [2, 3, 4], "error": said, "message": said, "status": None, "transient": False}
+    ]

@@ -5,7 +5,7 @@ import random
 import mpmath
 import pytest
 
-from graphs.rebase import allocate
+from graphs.search.rebase import allocate
 
 
 def reference(rewards: list[float], budget: int, temperature: float) -> list[int]:

@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from graphs.scaling import (
+from graphs.lab.scaling import (
     bilevel_shape,
     bilevel_vote_accuracy,
     binary_vote_accuracy,
@@ -26,7 +26,7 @@ from graphs.scaling import (
     turning_point,
     vote_accuracy,
 )
-from graphs.scaling_law import fit_item_law, optimal_k, predict_task
+from graphs.lab.scaling_law import fit_item_law, optimal_k, predict_task
 
 
 def vote_outcome(sample: tuple[str | None, ...], correct: str) -> float:
@@ -210,7 +210,7 @@ def test_turning_point_formula_against_the_exact_curve(alpha: float, p1: float, 
 
 
 def test_scaling_law_fit_recovers_a_known_item_and_the_optimal_k() -> None:
-    from graphs.scaling_law import ItemLaw
+    from graphs.lab.scaling_law import ItemLaw
 
     truth = ItemLaw(0.01, 0.2, 0.1, mode_correct=True)
     ks = np.array([2, 5, 10, 20, 50, 100])

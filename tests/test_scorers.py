@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from graphs.cli import build_parser, strategy_options
+from graphs.cli.main import build_parser, strategy_options
 from nodes import BadModelOutput, PermanentEndpointError
 from nodes.scorers import (
     JudgeGrade,
@@ -117,15 +119,22 @@ def test_aggregate_and_split() -> None:
 
 
 def pooling_server(request: httpx.Request) -> httpx.Response:
-    """A fake vLLM pooling server: a token is a word; P(correct) is 0.9 at words with 'good'."""
-    import json as _json
+    """A fake vLLM pooling server: a token is a word; P(correct) is 0.9 at words with 'good'.
 
-    body = _json.loads(request.content)
+    It takes one input or a list, answers a list's results in reverse order (each with its
+    ``index``), and counts one more prompt token per input than it scores (a BOS token).
+    """
+    body = json.loads(request.content)
     if request.url.path == "/tokenize":
         return httpx.Response(200, json={"count": len(body["prompt"].split()), "tokens": []})
     assert request.url.path == "/pooling" and body["task"] == "token_classify"
-    rows = [[0.1, 0.9] if "good" in w else [0.8, 0.2] for w in body["input"].split()]
-    return httpx.Response(200, json={"data": [{"index": 0, "data": rows}], "usage": {"prompt_tokens": len(rows)}})
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = [
+        {"index": i, "data": [[0.1, 0.9] if "good" in w else [0.8, 0.2] for w in text.split()]}
+        for i, text in enumerate(inputs)
+    ]
+    usage = {"prompt_tokens": sum(len(d["data"]) + 1 for d in data)}
+    return httpx.Response(200, json={"data": data[::-1], "usage": usage})
 
 
 async def test_pooling_prm_reads_step_scores_at_the_end_of_each_step() -> None:
@@ -134,7 +143,137 @@ async def test_pooling_prm_reads_step_scores_at_the_end_of_each_step() -> None:
         "What is 2+3?", "First step is good\n\nthen a bad one\n\nfinally good", FakeServer().context()
     )
     assert scored.steps == [pytest.approx(0.9), pytest.approx(0.2), pytest.approx(0.9)]
-    assert scored.usage["verify"]["calls"] == 1 and scored.usage["verify"]["prompt_tokens"] > 0
+    assert scored.usage == {"verify": {"requests": 1, "calls": 1, "prompt_tokens": 3 + 10 + 1, "completion_tokens": 0}}
+
+
+QUESTION = "What is 2+3?"  # 3 tokens to the fake pooling server
+SOLUTIONS = ["First step is good\n\nthen a bad one", "start is good\n\nend is good", "all bad here"]  # 8, 6, 3 tokens
+STEPS = [[pytest.approx(0.9), pytest.approx(0.2)], [pytest.approx(0.9)] * 2, [pytest.approx(0.2)]]
+
+
+class Recorder:
+    """Wraps a fake server's handler, keeping each request's path and body."""
+
+    def __init__(self, handler: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.handler = handler
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append((request.url.path, json.loads(request.content)))
+        return self.handler(request)
+
+    def inputs(self) -> list[Any]:
+        """The input of each ``/pooling`` request."""
+        return [body["input"] for path, body in self.seen if path == "/pooling"]
+
+    def tokenized(self) -> int:
+        return sum(path == "/tokenize" for path, _ in self.seen)
+
+
+async def test_pooling_prm_scores_a_wave_with_one_request_and_splits_its_usage_exactly() -> None:
+    server = Recorder(pooling_server)
+    prm = PoolingPRM("http://prm.test/v1", "prm", transport=httpx.MockTransport(server))
+    ctx = FakeServer().context()
+    wave = await prm.score_many(QUESTION, SOLUTIONS, ctx)
+    assert [s.steps for s in wave] == STEPS  # in the solutions' order, though the server answered in reverse
+    (batch,) = server.inputs()
+    assert isinstance(batch, list) and len(batch) == 3 and server.tokenized() == 5
+    # the server reported 29 prompt tokens for 11 + 9 + 6 scored ones: shared in proportion, in whole tokens
+    assert [s.usage for s in wave] == [
+        {"verify": {"requests": 1, "calls": 1, "prompt_tokens": 12, "completion_tokens": 0}},
+        {"verify": {"requests": 0, "calls": 1, "prompt_tokens": 10, "completion_tokens": 0}},
+        {"verify": {"requests": 0, "calls": 1, "prompt_tokens": 7, "completion_tokens": 0}},
+    ]
+    assert sum(s.usage["verify"]["prompt_tokens"] for s in wave) == 29
+    alone = [await prm.score(QUESTION, solution, ctx) for solution in SOLUTIONS]
+    assert [s.steps for s in alone] == [s.steps for s in wave] and server.inputs()[1:] == batch
+    assert await prm.score_many(QUESTION, [], ctx) == [] and len(server.inputs()) == 4  # nothing to score: no request
+
+
+@pytest.mark.parametrize("status", [400, 422])
+async def test_pooling_prm_sends_one_request_a_solution_to_a_server_that_rejects_a_list(status: int) -> None:
+    def one_input(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/pooling" and isinstance(json.loads(request.content)["input"], list):
+            return httpx.Response(status, json={"error": {"message": "input must be a string"}})
+        return pooling_server(request)
+
+    server = Recorder(one_input)
+    prm = PoolingPRM("http://prm.test", "prm", transport=httpx.MockTransport(server))
+    wave = await prm.score_many(QUESTION, SOLUTIONS, FakeServer().context())
+    assert [s.steps for s in wave] == STEPS
+    batch, *singles = server.inputs()
+    assert isinstance(batch, list) and sorted(batch) == sorted(singles)
+    assert server.tokenized() == 5  # the step prefixes were not tokenized again
+    assert [s.usage["verify"] for s in wave] == [
+        {"requests": 1, "calls": 1, "prompt_tokens": tokens, "completion_tokens": 0} for tokens in (12, 10, 7)
+    ]
+
+
+async def test_pooling_prm_fails_a_wave_that_fails_one_solution_at_a_time() -> None:
+    def too_long(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/pooling" and "all bad" in request.content.decode():
+            return httpx.Response(400, json={"error": {"message": "input is longer than the model's context"}})
+        return pooling_server(request)
+
+    server = Recorder(too_long)
+    prm = PoolingPRM("http://prm.test", "prm", transport=httpx.MockTransport(server))
+    with pytest.raises(PermanentEndpointError, match="answered HTTP 400: input is longer"):
+        await prm.score_many(QUESTION, SOLUTIONS, FakeServer().context())
+    assert len(server.inputs()) == 1 + 3
+    with pytest.raises(PermanentEndpointError, match="HTTP 400"):  # one solution: its error, nothing else to try
+        await prm.score(QUESTION, SOLUTIONS[2], FakeServer().context())
+    assert len(server.inputs()) == 1 + 3 + 1
+
+
+def counting_clients(monkeypatch: pytest.MonkeyPatch) -> list[httpx.AsyncClient]:
+    """Every ``httpx.AsyncClient`` made from now on."""
+    made: list[httpx.AsyncClient] = []
+
+    class Counted(httpx.AsyncClient):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(httpx, "AsyncClient", Counted)
+    return made
+
+
+async def test_pooling_prms_of_one_server_share_one_client_until_it_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = FakeServer().context()
+    made = counting_clients(monkeypatch)
+    transport = httpx.MockTransport(pooling_server)
+    first = PoolingPRM("http://prm.test/v1", "prm", transport=transport)
+    second = PoolingPRM("http://prm.test", "prm", step_tag=" good\n\n", transport=transport)  # the same server
+    elsewhere = PoolingPRM("http://other.test", "prm", transport=transport)
+    assert (await second.score(QUESTION, SOLUTIONS[2], ctx)).steps != (
+        await first.score(QUESTION, SOLUTIONS[2], ctx)
+    ).steps
+    await first.score_many(QUESTION, SOLUTIONS, ctx)
+    assert len(made) == 1 and not made[0].is_closed
+    await elsewhere.score(QUESTION, SOLUTIONS[0], ctx)
+    assert len(made) == 2  # another server, another client
+    async with second:
+        pass
+    assert made[0].is_closed and not made[1].is_closed  # closed for both scorers of the server
+    await first.score(QUESTION, SOLUTIONS[0], ctx)
+    assert len(made) == 3  # a call after the close opens a new one
+    await first.aclose()
+    await elsewhere.aclose()
+    assert all(client.is_closed for client in made)
+
+
+def test_each_event_loop_has_its_own_pooling_prm_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = FakeServer().context()
+    made = counting_clients(monkeypatch)
+    prm = PoolingPRM("http://prm.test", "prm", transport=httpx.MockTransport(pooling_server))
+
+    async def twice() -> None:
+        await prm.score(QUESTION, SOLUTIONS[0], ctx)
+        await prm.score(QUESTION, SOLUTIONS[1], ctx)
+
+    asyncio.run(twice())
+    asyncio.run(twice())
+    assert len(made) == 2  # httpx connections cannot cross event loops
 
 
 async def test_pooling_prm_errors_are_classified() -> None:

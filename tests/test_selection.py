@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from graphs.evaluation import Results
-from graphs.pool import QuestionPool
-from graphs.router import build_router_graph
-from graphs.selection import (
+from graphs.evaluation.selection import (
     Policy,
     Route,
     agreement,
@@ -21,6 +19,8 @@ from graphs.selection import (
     difficulty,
     select_compute_optimal,
 )
+from graphs.lab.pool import QuestionPool
+from graphs.strategies.router import build_router_graph
 from nodes import ConfigError
 from nodes.errors import BadModelOutput
 from tests.fakes import FakeServer, Request, arithmetic_truth

@@ -1,4 +1,5 @@
-"""The step-level tree search shared by beam search, lookahead, DVTS and REBASE (private).
+"""The step-level tree search shared by beam search, lookahead, DVTS and REBASE: a search is a
+:class:`Policy` given to :func:`build_search_graph`.
 
 One graph, one loop of rounds; a *policy* decides which nodes to expand and how many children
 each gets, and which children survive. Each round is two waves of parallel ``Send`` tasks:
@@ -24,11 +25,13 @@ from langgraph.graph import END, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
-from graphs._common import BudgetReport, QuestionInput, add_tally, check_k, decided, label, recover_to
-from nodes._calls import error_line
+from graphs.compose import BudgetReport, QuestionInput, add_planner, add_worker, check_count, decided, question_of
 from nodes.budget import Ledger, add_ledgers, ledger_totals
+from nodes.calls import failure
 from nodes.context import RunContext, context_of
+from nodes.endpoint import RETRY_POLICY
 from nodes.errors import ConfigError
+from nodes.kinds import STEP, NodeKind
 from nodes.scorers import Scorer, SelfEvalPRM
 from nodes.step import Step, StepTask, step
 from nodes.types import Candidate, Failure
@@ -108,7 +111,7 @@ class _SearchState(TypedDict, total=False):
     failures: Annotated[list[Failure], operator.add]
     ledger: Annotated[Ledger, add_ledgers]
     rounds: Annotated[int, operator.add]
-    plan: dict[str, Any]  # what the tally decided (see graphs._common.add_tally)
+    plan: dict[str, Any]  # what the tally decided (see graphs.compose.planner.add_tally)
     budget: BudgetReport
     answer: str | None
     decision: dict[str, Any]
@@ -134,10 +137,25 @@ def build_search_graph(
     scorer: Scorer | None = None,
     max_rounds: int = 40,
     lookahead: int = 0,
-    retry: RetryPolicy,
+    retry: RetryPolicy = RETRY_POLICY,
 ) -> StateGraph[Any, RunContext, QuestionInput, SearchOutput]:
-    check_k(width, "n")
-    check_k(max_rounds, "max_rounds")
+    """Build a step-level tree search: ``policy`` decides what to expand, ``scorer`` (a process
+    scorer, default :class:`nodes.scorers.SelfEvalPRM`) scores each new step.
+
+    Args:
+        policy: which nodes to expand and with how many children (see :class:`Policy`).
+        width: the search's width ``n`` (the policy reads it).
+        scorer: the process reward model.
+        max_rounds: the round limit (each round is one wave of steps and one of rewards).
+        lookahead: greedy roll-out steps before a new step is scored (0: score it as it is).
+        retry: retry policy of the LLM nodes.
+
+    Example:
+        >>> from graphs.search import BeamPolicy
+        >>> graph = build_search_graph(BeamPolicy(beam_width=2), 4).compile()
+    """
+    check_count(width, "n")
+    check_count(max_rounds, "max_rounds")
     if lookahead < 0:
         raise ConfigError(f"lookahead must be 0 or more, got {lookahead!r}")
     prm: Scorer = scorer or SelfEvalPRM()
@@ -145,11 +163,9 @@ def build_search_graph(
 
     async def tally(state: _SearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)
-        question = state.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError(f"{label(state)} is empty: give a question to answer")  # type: ignore[arg-type]
+        question = question_of(state)
         nodes = {int(k): Node(**v) for k, v in (state.get("tree") or {}).items()}  # copies: state stays as it was
-        update: dict[str, Any] = {"rounds": 1}
+        update: dict[str, Any] = {}
         phase = state.get("phase")
 
         if phase is None:  # the root: a first wave of steps from the empty solution
@@ -225,11 +241,7 @@ def build_search_graph(
 
     def reward_failed(task: _RewardTask, error: NodeError) -> dict[str, Any]:
         index = task["node"]["id"]
-        return {"rewards": [{"node": index, "reward": None}],
-                "failures": [{"node": "reward", "indices": [index], "error": error_line(error)}]}  # fmt: skip
-
-    def step_failed(task: StepTask, error: NodeError) -> dict[str, Any]:
-        return {"failures": [{"node": "step", "indices": [task["parent"]], "error": error_line(error)}]}
+        return {"rewards": [{"node": index, "reward": None}], "failures": [failure("reward", [index], error)]}
 
     async def select(state: _SearchState) -> dict[str, Any]:
         nodes = [n for _, n in sorted((int(k), v) for k, v in (state.get("tree") or {}).items())]
@@ -248,21 +260,19 @@ def build_search_graph(
         decision["finished"] = len(finished)
         return decided(state, decision, candidates=candidates, nodes=nodes)
 
-    step_node: Any = step
-    reward_node: Any = reward
     builder = StateGraph(
         _SearchState, context_schema=RunContext, input_schema=QuestionInput, output_schema=SearchOutput
     )
-    builder.add_node("step", step_node, input_schema=StepTask, retry_policy=retry,
-                     error_handler=recover_to(step_failed, "tally"))  # fmt: skip
-    builder.add_node("reward", reward_node, retry_policy=retry, error_handler=recover_to(reward_failed, "tally"))
+    add_worker(builder, STEP, retry=retry)
+    add_worker(builder, NodeKind("reward", reward, _RewardTask, reward_failed), retry=retry)
     builder.add_node("select", select)
-    add_tally(builder, tally, ["step", "reward"], "select")
+    add_planner(builder, tally, ["step", "reward"], "select")
     builder.add_edge("select", END)
     return builder
 
 
 def check_beam_width(n: int, beam_width: int) -> None:
+    """A :class:`~nodes.errors.ConfigError` unless ``beam_width`` is an integer from 1 to ``n``."""
     if isinstance(beam_width, bool) or not isinstance(beam_width, int) or not 1 <= beam_width <= n:
         raise ConfigError(f"beam width must be an integer from 1 to n ({n}), got {beam_width!r}")
 

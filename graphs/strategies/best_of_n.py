@@ -15,35 +15,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.errors import NodeError
 from langgraph.graph import END, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
-from graphs._common import (
+from graphs.compose import (
     QuestionInput,
-    VoteOutput,
-    VoteState,
-    add_propose_node,
-    add_tally,
-    check_k,
+    StrategyOutput,
+    StrategyState,
+    add_planner,
+    add_worker,
+    check_count,
     decided,
-    guard_rounds,
-    plan_propose_then_judge,
-    recover_to,
+    propose_then_judge,
 )
-from nodes._calls import error_line
-from nodes.context import RunContext, context_of
+from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
-from nodes.scorers import Aggregation, JudgeGrade, Scorer, aggregate, split_steps
+from nodes.kinds import PROPOSE, scoring
+from nodes.scorers import Aggregation, JudgeGrade, Scorer, split_steps
 from nodes.types import Candidate, Score
 from nodes.vote import plurality_vote, weighted_vote
 
 __all__ = ["BestOfNOutput", "build_best_of_n_graph", "select_best", "select_weighted"]
 
 
-class BestOfNOutput(VoteOutput):
+class BestOfNOutput(StrategyOutput):
     scores: list[Score]
 
 
@@ -83,7 +79,7 @@ def build_best_of_n_graph(
     weighted: bool = False,
     aggregation: Aggregation = "last",
     retry: RetryPolicy = RETRY_POLICY,
-) -> StateGraph[VoteState, RunContext, QuestionInput, BestOfNOutput]:
+) -> StateGraph[StrategyState, RunContext, QuestionInput, BestOfNOutput]:
     """Build (weighted) Best-of-N.
 
     Args:
@@ -97,57 +93,35 @@ def build_best_of_n_graph(
         >>> from nodes.scorers import SelfEvalPRM
         >>> graph = build_best_of_n_graph(8, scorer=SelfEvalPRM(), weighted=True, aggregation="min").compile()
     """
-    check_k(n, "n")
+    check_count(n, "n")
     judge: Scorer = scorer or JudgeGrade()
-    if aggregation not in ("last", "min", "prod", "mean"):
-        raise ValueError(f"unknown aggregation {aggregation!r} (last, min, prod, mean)")
+    score = scoring(judge, aggregation)  # checks the aggregation
 
     def calls(c: Candidate) -> int:
         return (len(split_steps(c["text"])) or 1) if judge.process else 1
 
-    async def tally(state: VoteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        guard_rounds(state, limit=2 * n + 3)
-        question = state.get("question") or ""
-        return plan_propose_then_judge(
-            state, context_of(runtime), n, judged="scores", judge_node="score", final_node="select",
-            prompt=lambda c: question + c["text"], calls=calls,
-        )  # fmt: skip
+    plan = propose_then_judge(
+        n, judged="scores", judge="score", final="select", prompt=lambda q, c: q + c["text"], calls=calls
+    )
 
-    async def score(task: dict[str, Any], runtime: Runtime[RunContext]) -> dict[str, Any]:
-        ctx = context_of(runtime)
-        candidate = task["candidate"]
-        scored = await judge.score(task["question"], candidate["text"], ctx)
-        record: Score = {
-            "index": candidate["index"],
-            "steps": scored.steps,
-            "score": aggregate(scored.steps, aggregation),
-            "label": scored.label,
-        }
-        runtime.stream_writer({"event": "scored", "index": record["index"], "score": record["score"]})
-        return {"scores": [record], "ledger": scored.usage}
-
-    def score_failed(task: dict[str, Any], error: NodeError) -> dict[str, Any]:
-        index = task["candidate"]["index"]
-        record: Score = {"index": index, "steps": [], "score": None, "label": "error"}
-        return {"scores": [record], "failures": [{"node": "score", "indices": [index], "error": error_line(error)}]}
-
-    async def select(state: VoteState) -> dict[str, Any]:
+    async def select(state: StrategyState) -> dict[str, Any]:
         candidates, scores = state.get("candidates") or [], state.get("scores") or []
         result = select_weighted(candidates, scores) if weighted else select_best(candidates, scores)
         return decided(state, result)
 
-    builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=BestOfNOutput)
-    add_propose_node(builder, retry)
-    score_node: Any = score  # langgraph's node protocols do not match an async (state, runtime) function for mypy
-    builder.add_node("score", score_node, retry_policy=retry, error_handler=recover_to(score_failed, "tally"))
+    builder = StateGraph(
+        StrategyState, context_schema=RunContext, input_schema=QuestionInput, output_schema=BestOfNOutput
+    )
+    add_worker(builder, PROPOSE, retry=retry)
+    add_worker(builder, score, retry=retry)
     builder.add_node("select", select)
-    add_tally(builder, tally, ["propose", "score"], "select", first="propose")
+    add_planner(builder, plan, ["propose", "score"], "select", first="propose", max_rounds=2 * n + 3)
     builder.add_edge("select", END)
     return builder
 
 
 def best_of_n_graph(
     n: int = 8, **kwargs: Any
-) -> CompiledStateGraph[VoteState, RunContext, QuestionInput, BestOfNOutput]:
+) -> CompiledStateGraph[StrategyState, RunContext, QuestionInput, BestOfNOutput]:
     """``build_best_of_n_graph(n, **kwargs)`` compiled without a checkpointer."""
     return build_best_of_n_graph(n, **kwargs).compile(name=f"best-of-{n}")

@@ -10,7 +10,7 @@ fixed configuration chosen on the same training folds under the same token budge
 Difficulty probes (higher is harder):
 
 - ``agreement``: 1 − the share of the plurality answer among a question's first ``probe``
-  samples (a sample with no answer agrees with nothing). It is what :mod:`graphs.router`
+  samples (a sample with no answer agrees with nothing). It is what :mod:`graphs.strategies.router`
   measures at run time, so a policy fitted on it can be deployed;
 - ``oracle``: 1 − pass@1 over the whole pool (Snell's oracle difficulty; analysis only).
 
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from graphs.evaluation import Results
+from graphs.evaluation.results import Results
 from nodes.answers import group_answers
 from nodes.errors import ConfigError
 
@@ -104,11 +104,11 @@ class Route:
 
 @dataclass
 class Policy:
-    """Per difficulty bin, the configuration to run: what :func:`graphs.router.build_router_graph` needs.
+    """Per difficulty bin, the configuration to run: what :func:`graphs.strategies.router.build_router_graph` needs.
 
     ``edges`` are the inner bin edges of the difficulty probe (``agreement`` of the first
     ``probe_size`` samples); ``routes[i]`` serves bin ``i``. ``answer_format`` and ``options``
-    (each route's builder options, as :func:`graphs.evaluation.options_key` describes them)
+    (each route's builder options, as :func:`graphs.evaluation.plan.options_key` describes them)
     record what was evaluated, so a router can run the same.
     """
 

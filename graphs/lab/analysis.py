@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from graphs.plots import Band
-from graphs.pool import PoolCurves, QuestionPool, bootstrap_band, pool_curves
-from graphs.scaling_law import ItemLaw, fit_item_law, predict_task
+from graphs.lab.plots import Band
+from graphs.lab.pool import PoolCurves, QuestionPool, bootstrap_band, pool_curves
+from graphs.lab.scaling_law import ItemLaw, fit_item_law, predict_task
 
 __all__ = ["PoolReport", "analyze_pool", "markdown_table"]
 

@@ -18,7 +18,7 @@ Everything here is exact up to floating point, not Monte-Carlo:
 - :func:`pass_at_k` — the unbiased coverage estimator (Brown et al., Eq. 1);
 - difficulty ``d_V`` / ``d_F``, the bi-level population model and its turning point, and the
   per-item scaling law of the paper's ``analysis.py`` with the optimal ``K`` it predicts
-  (:mod:`graphs.scaling_law`).
+  (:mod:`graphs.lab.scaling_law`).
 
 Example:
     >>> round(vote_accuracy({"42": 0.5, "41": 0.3, "40": 0.2}, correct="42", k=9), 4)

@@ -22,36 +22,32 @@ chains' winners weighted by their totals (the hierarchical selection of Snell et
 
 from __future__ import annotations
 
-import operator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from langgraph.errors import NodeError
 from langgraph.graph import END, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
-from graphs._common import (
+from graphs.compose import (
     QuestionInput,
-    VoteOutput,
-    VoteState,
-    add_propose_node,
-    add_tally,
+    StrategyOutput,
+    StrategyState,
+    add_planner,
+    add_worker,
     decided,
-    guard_rounds,
+    finish,
     plan_judging,
     plan_proposals,
-    recover_to,
+    wave,
     worst_case_tokens,
 )
-from nodes._calls import error_line
 from nodes.budget import ledger_totals
 from nodes.context import RunContext, context_of
-from nodes.critique import critique
 from nodes.endpoint import RETRY_POLICY
 from nodes.errors import ConfigError
-from nodes.revise import revise
-from nodes.scorers import Aggregation, JudgeGrade, Scorer, aggregate
+from nodes.kinds import CRITIQUE, PROPOSE, REVISE, NodeKind, scoring
+from nodes.scorers import Aggregation, JudgeGrade, Scorer
 from nodes.types import Candidate, Critique, Score
 from nodes.vote import plurality_vote, weighted_vote
 
@@ -60,14 +56,13 @@ __all__ = ["MixOutput", "Selection", "build_mix_graph", "build_revision_graph", 
 Selection = Literal["vote", "last", "verifier"]
 
 
-class MixOutput(VoteOutput):
+class MixOutput(StrategyOutput):
     critiques: list[Critique]
     scores: list[Score]
     chains: list[list[int]]  # sample indices of each chain, in order
 
 
-class _MixState(VoteState, total=False):
-    critiques: Annotated[list[Critique], operator.add]
+class _MixState(StrategyState, total=False):
     chains: list[list[int]]
 
 
@@ -122,15 +117,13 @@ def build_mix_graph(
         raise ConfigError(f"unknown selection {select!r} (vote, last, verifier)")
     judge: Scorer = scorer or JudgeGrade()
 
-    async def tally(state: _MixState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        guard_rounds(state, limit=3 * budget + 4)
+    async def plan(state: _MixState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)
-        update: dict[str, Any] = {"rounds": 1}
+        update: dict[str, Any] = {}
         question = state.get("question") or ""
         proposals, report = plan_proposals(state, ctx, chains)
         if proposals:
-            update["plan"] = {"node": "propose", "tasks": proposals}
-            return update
+            return wave("propose", proposals)
         candidates = state.get("candidates") or []
         critiqued = {c["index"] for c in state.get("critiques") or []}
         failed = {i for f in state.get("failures") or [] for i in f["indices"]}
@@ -170,36 +163,15 @@ def build_mix_graph(
         if report:
             update["budget"] = report
         if wanted:
-            update["plan"] = {"node": "critique" if critiques else "revise", "tasks": wanted}
-            return update
+            return wave("critique" if critiques else "revise", wanted, **update)
         if select == "verifier":
             done = {s["index"] for s in state.get("scores") or []}
             chosen, report = plan_judging(state, ctx, done, lambda c: question + c["text"], report, kind="verify")
             if report:
                 update["budget"] = report
             if chosen:
-                update["plan"] = {"node": "score", "tasks": [{"question": question, "candidate": c} for c in chosen]}
-                return update
-        update["plan"] = {"node": "select", "tasks": []}
-        return update
-
-    async def score(task: dict[str, Any], runtime: Runtime[RunContext]) -> dict[str, Any]:
-        ctx = context_of(runtime)
-        candidate = task["candidate"]
-        scored = await judge.score(task["question"], candidate["text"], ctx)
-        record: Score = {"index": candidate["index"], "steps": scored.steps,
-                         "score": aggregate(scored.steps, aggregation), "label": scored.label}  # fmt: skip
-        return {"scores": [record], "ledger": scored.usage}
-
-    def step_failed(node: str) -> Any:
-        def handler(task: dict[str, Any], error: NodeError) -> dict[str, Any]:
-            index = task["index"] if "index" in task else task["candidate"]["index"]
-            update: dict[str, Any] = {"failures": [{"node": node, "indices": [index], "error": error_line(error)}]}
-            if node == "score":
-                update["scores"] = [{"index": index, "steps": [], "score": None, "label": "error"}]
-            return update
-
-        return handler
+                return wave("score", [{"question": question, "candidate": c} for c in chosen], **update)
+        return finish("select", **update)
 
     async def select_node(state: _MixState) -> dict[str, Any]:
         candidates = state.get("candidates") or []
@@ -228,12 +200,12 @@ def build_mix_graph(
         return decided(state, decision, chains=decision["chains"])
 
     builder = StateGraph(_MixState, context_schema=RunContext, input_schema=QuestionInput, output_schema=MixOutput)
-    add_propose_node(builder, retry)
-    nodes: dict[str, Any] = {"critique": critique, "revise": revise, "score": score}
-    for name, fn in nodes.items():
-        builder.add_node(name, fn, retry_policy=retry, error_handler=recover_to(step_failed(name), "tally"))
+    kinds: tuple[NodeKind[Any], ...] = (PROPOSE, CRITIQUE, REVISE, scoring(judge, aggregation))
+    for kind in kinds:
+        add_worker(builder, kind, retry=retry)
     builder.add_node("select", select_node)
-    add_tally(builder, tally, ["propose", "critique", "revise", "score"], "select", first="propose")
+    add_planner(builder, plan, ["propose", "critique", "revise", "score"], "select", first="propose",
+                max_rounds=3 * budget + 4)  # fmt: skip
     builder.add_edge("select", END)
     return builder
 

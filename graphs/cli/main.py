@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import signal
 import sys
@@ -23,18 +22,15 @@ from typing import Any, NoReturn
 
 from langgraph.graph import StateGraph
 
-from graphs import STRATEGIES
-from graphs.datasets import DATASETS, Dataset, load
 from graphs.evaluation import (
-    DIRECT,
-    POOLED,
     EvalPlan,
     EvalStore,
     Progress,
     Results,
-    direct_options,
     evaluate,
     format_table,
+    known,
+    method_of,
     options_key,
     pending,
     progress_total,
@@ -42,8 +38,10 @@ from graphs.evaluation import (
     store_settings,
     write_outputs,
 )
-from graphs.router import build_router_graph
-from graphs.selection import Policy, Selection, format_selection, plot_selection, select_compute_optimal
+from graphs.evaluation.datasets import DATASETS, Dataset, load
+from graphs.evaluation.selection import Policy, Selection, format_selection, plot_selection, select_compute_optimal
+from graphs.registry import StrategySpec, add_option_flags, get, positive, strategies
+from graphs.strategies.router import build_router_graph
 from nodes.answers import AnswerFormat
 from nodes.budget import Budget, ledger_totals
 from nodes.context import RunContext
@@ -62,14 +60,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ttc: error: {message} (see `{self.prog} -h`)\n")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+_positive = positive
 
 
 def _unit_float(text: str) -> float:
@@ -106,16 +97,7 @@ def _strategy_args(p: argparse.ArgumentParser) -> None:
         default="\n\n",
         help="pooling-prm: text closing each step in the PRM input (default a blank line; Qwen2.5-Math-PRM: <extra_0>)",
     )
-    p.add_argument("--beam-width", type=_positive, default=4, help="beam-search, lookahead, dvts: M (default 4)")
-    p.add_argument("--lookahead", type=_positive, default=3, help="lookahead: roll-out steps (default 3)")
-    p.add_argument("--max-rounds", type=_positive, help="searches: round limit (default 40; rebase 25)")
-    p.add_argument("--rebase-temperature", type=float, default=0.2, help="rebase: balance temperature T_b")
-    p.add_argument("--chains", type=_positive, help="mix: parallel revision chains (default about sqrt(k))")
-    p.add_argument("--select", choices=["vote", "last", "verifier"], default="vote",
-                   help="revision / mix: how the answer is chosen (default vote)")  # fmt: skip
-    p.add_argument("--max-attempts", type=_positive, default=4, help="revision / mix: attempts a revision sees")
-    p.add_argument("--aggregation", choices=["last", "min", "prod", "mean"], default="last",
-                   help="how a process scorer's step scores become one (default last)")  # fmt: skip
+    add_option_flags(p)  # every registered strategy's options (a shared flag once)
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
@@ -132,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="answer a question with a strategy")
     run.add_argument("question", help="the question to answer")
-    run.add_argument("--strategy", "-s", choices=sorted([*STRATEGIES, "router"]), default="filter-vote",
+    run.add_argument("--strategy", "-s", choices=sorted([*strategies(), "router"]), default="filter-vote",
                      help="a strategy, or `router` with --policy (from ttc eval)")  # fmt: skip
     run.add_argument("-k", "-n", type=_positive, default=8, help="number of proposals (default 8)")
     run.add_argument("--policy", help="router: a routing policy file written by `ttc eval` (policies.json)")
@@ -156,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive, help="evaluate this many questions, drawn with --question-seed")
     ev.add_argument("--question-seed", type=int, default=0, help="which questions --limit draws (default 0)")
     ev.add_argument("--strategies", type=_names, default=["vote", "filter-vote"],
-                    help=f"comma-separated, from {', '.join(POOLED + DIRECT)} (default vote,filter-vote)")  # fmt: skip
+                    help=f"comma-separated, from {', '.join(known())} (default vote,filter-vote)")  # fmt: skip
     ev.add_argument("--budgets", type=_budgets, default=[1, 2, 4, 8],
                     help="comma-separated samples per question, k or n of each strategy (default 1,2,4,8)")  # fmt: skip
     ev.add_argument("--out", "-o", help="output folder: store.sqlite, results, plots (default ttc-eval/DATASET)")
@@ -238,28 +220,16 @@ SCORERS: dict[str, Callable[[argparse.Namespace], Scorer]] = {
 }
 
 
-SEARCHES = ("beam-search", "lookahead", "dvts", "rebase")
-
-
 def strategy_options(args: argparse.Namespace, strategy: str) -> dict[str, Any]:
     """The builder keyword arguments a strategy takes from the flags (its size comes apart)."""
-    if strategy in ("vote", "filter-vote"):
-        return {}
+    spec = get(strategy)
+    options = spec.options_from(args)
+    if spec.scorer is None or method_of(strategy) in ("vote", "filter-vote"):
+        return options
     if args.scorer == "pooling-prm" and not (args.prm_url and args.prm_model):
         raise ConfigError("--scorer pooling-prm needs --prm-url and --prm-model")
-    scorer = SCORERS[args.scorer or ("self-eval-prm" if strategy in SEARCHES else "judge-grade")](args)
-    if strategy in SEARCHES:
-        options: dict[str, Any] = {"scorer": scorer, **({"max_rounds": args.max_rounds} if args.max_rounds else {})}
-        if strategy == "rebase":
-            return {**options, "temperature": args.rebase_temperature}
-        options["beam_width"] = args.beam_width
-        return {**options, "lookahead": args.lookahead} if strategy == "lookahead" else options
-    scoring = {"scorer": scorer, "aggregation": args.aggregation}
-    if strategy in ("revision", "mix"):
-        scoring.update(select=args.select, max_attempts=args.max_attempts)
-        if strategy == "mix" and args.chains:
-            scoring["chains"] = args.chains
-    return scoring
+    default = "self-eval-prm" if spec.scorer == "process" else "judge-grade"
+    return {"scorer": SCORERS[args.scorer or default](args), **options}
 
 
 def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
@@ -271,21 +241,18 @@ def _graph(args: argparse.Namespace) -> StateGraph[Any, Any, Any, Any]:
         args.answer_format = args.answer_format or policy.answer_format
         routed = {r.strategy: strategy_options(args, r.strategy) for r in policy.routes}
         for r in policy.routes:
-            now = options_key(direct_options(r.strategy, r.budget, routed[r.strategy]))
+            now = options_key(get(r.strategy).options_at(r.budget, routed[r.strategy]))
             if r.name in policy.options and policy.options[r.name] != now:
                 print(f"ttc: note: {r.name} was evaluated with {policy.options[r.name]}, runs with {now}",
                       file=sys.stderr)  # fmt: skip
         return build_router_graph(policy, options=routed)
     if args.policy:
         raise ConfigError("--policy is for --strategy router")
-    options: dict[str, Any] = strategy_options(args, args.strategy)
-    if options.get("beam_width", 0) > args.k:
-        raise ConfigError(f"--beam-width {args.beam_width} exceeds -k {args.k}")
-    if args.strategy == "mix":
-        options.setdefault("chains", max(1, round(math.sqrt(args.k))))
-        if options["chains"] > args.k:
-            raise ConfigError(f"--chains {options['chains']} exceeds the budget -k {args.k}")
-    return STRATEGIES[args.strategy](args.k, **options)
+    spec: StrategySpec = get(args.strategy)
+    options = strategy_options(args, args.strategy)
+    if spec.check:  # the flags as given, before the strategy's defaults at this size
+        spec.check(args.k, options)
+    return spec.graph(args.k, options)
 
 
 def _policy(path: str, budget: str | None) -> Policy:
@@ -385,15 +352,19 @@ def _served_model(args: argparse.Namespace) -> str:
 
 
 def _eval_plan(args: argparse.Namespace) -> EvalPlan:
+    unknown = [s for s in args.strategies if s not in known()]
+    if unknown:  # before any strategy's options are read
+        raise ConfigError(f"unknown strategies {unknown} (known: {', '.join(known())})")
     pooled_scorer = None
-    if any(s in ("best-of-n", "weighted-best-of-n") for s in args.strategies):
-        pooled_scorer = strategy_options(args, "best-of-n")["scorer"]
+    best_of = [s for s in args.strategies if method_of(s) in ("best-of-n", "weighted-best-of-n")]
+    if best_of:
+        pooled_scorer = strategy_options(args, best_of[0])["scorer"]
     return EvalPlan(
         strategies=tuple(args.strategies),
         budgets=tuple(args.budgets),
         scorer=pooled_scorer,
         aggregation=args.aggregation,
-        options={s: strategy_options(args, s) for s in args.strategies if s in DIRECT},
+        options={s: strategy_options(args, s) for s in args.strategies if not method_of(s)},
         subsets=args.subsets,
     )
 
@@ -538,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("the question is empty")
         result = asyncio.run(_run(args))
         if not result.get("candidates") and result.get("failures"):  # nothing came back: the run failed
-            raise EndpointError(result["failures"][0]["error"].split(": ", 2)[-1])
+            first = result["failures"][0]
+            raise EndpointError(first["message"], status=first["status"])
     except TTCError as exc:
         print(f"ttc: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

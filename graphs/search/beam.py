@@ -16,8 +16,8 @@ from typing import Any
 from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
-from graphs._common import QuestionInput
-from graphs._search import Expansion, Node, SearchOutput, build_search_graph, check_beam_width, reward_of
+from graphs.compose import QuestionInput
+from graphs.search.graph import Expansion, Node, SearchOutput, build_search_graph, check_beam_width, reward_of
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
 from nodes.scorers import Scorer

@@ -4,11 +4,11 @@ Topology::
 
     START ─Send×⌈k/max_n⌉→ propose → tally (─Send→ propose → tally …) → vote → END
 
-``tally`` is where the graph decides: it plans the next wave of proposals (all ``k`` at once
-unless a budget cap makes it go wave by wave) and, when no more can or need be made, hands
-over to ``vote``. The first wave leaves from START; when a budget cap trims it, START leads to
-``tally`` instead (see :func:`graphs._common.add_tally`). A propose request that fails for good
-becomes a recorded failure and the vote goes on with the rest.
+``tally`` is the planner (:func:`graphs.compose.add_planner`): it plans the next wave of
+proposals (all ``k`` at once unless a budget cap makes it go wave by wave) and, when no more can
+or need be made, hands over to ``vote``. The first wave leaves from START; when a budget cap
+trims it, START leads to ``tally`` instead. A propose request that fails for good becomes a
+recorded failure and the vote goes on with the rest.
 """
 
 from __future__ import annotations
@@ -20,19 +20,21 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
-from graphs._common import (
+from graphs.compose import (
     QuestionInput,
-    VoteOutput,
-    VoteState,
-    add_propose_node,
-    add_tally,
-    check_k,
+    StrategyOutput,
+    StrategyState,
+    add_planner,
+    add_worker,
+    check_count,
     decided,
-    guard_rounds,
+    finish,
     plan_proposals,
+    wave,
 )
 from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY
+from nodes.kinds import PROPOSE
 from nodes.vote import plurality_vote
 
 __all__ = ["build_vote_graph", "vote_graph"]
@@ -40,7 +42,7 @@ __all__ = ["build_vote_graph", "vote_graph"]
 
 def build_vote_graph(
     k: int = 8, *, retry: RetryPolicy = RETRY_POLICY
-) -> StateGraph[VoteState, RunContext, QuestionInput, VoteOutput]:
+) -> StateGraph[StrategyState, RunContext, QuestionInput, StrategyOutput]:
     """Build the Vote strategy: ``k`` samples, the most common answer wins.
 
     Args:
@@ -58,29 +60,26 @@ def build_vote_graph(
         >>> asyncio.run(graph.ainvoke({"question": "What is 6 x 7?"}, context=ctx))  # doctest: +SKIP
         {'answer': '42', 'decision': {'votes': {'42': 7.0, '48': 1.0}, ...}, ...}
     """
-    check_k(k)
+    check_count(k)
 
-    async def tally(state: VoteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        guard_rounds(state, limit=k + 2)
-        ctx = context_of(runtime)
-        tasks, report = plan_proposals(state, ctx, k)
-        update: dict[str, Any] = {"rounds": 1, "plan": {"node": "propose" if tasks else "vote", "tasks": tasks}}
-        if report:
-            update["budget"] = report
-        return update
+    async def plan(state: StrategyState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        tasks, report = plan_proposals(state, context_of(runtime), k)
+        extra = {"budget": report} if report else {}
+        return wave("propose", tasks, **extra) if tasks else finish("vote", **extra)
 
-    async def vote(state: VoteState) -> dict[str, Any]:
-        result = plurality_vote(state.get("candidates") or [])
-        return decided(state, result)
+    async def vote(state: StrategyState) -> dict[str, Any]:
+        return decided(state, plurality_vote(state.get("candidates") or []))
 
-    builder = StateGraph(VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=VoteOutput)
-    add_propose_node(builder, retry)
+    builder = StateGraph(
+        StrategyState, context_schema=RunContext, input_schema=QuestionInput, output_schema=StrategyOutput
+    )
+    add_worker(builder, PROPOSE, retry=retry)
     builder.add_node("vote", vote)
-    add_tally(builder, tally, ["propose"], "vote", first="propose")
+    add_planner(builder, plan, ["propose"], "vote", first="propose", max_rounds=k + 2)
     builder.add_edge("vote", END)
     return builder
 
 
-def vote_graph(k: int = 8) -> CompiledStateGraph[VoteState, RunContext, QuestionInput, VoteOutput]:
+def vote_graph(k: int = 8) -> CompiledStateGraph[StrategyState, RunContext, QuestionInput, StrategyOutput]:
     """``build_vote_graph(k)`` compiled without a checkpointer."""
     return build_vote_graph(k).compile(name=f"vote-k{k}")

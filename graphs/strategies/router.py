@@ -6,30 +6,29 @@ Topology::
     START → probe ─(bin of the probe's agreement)→ <strategy>@<budget> → END
 
 ``probe`` draws ``policy.probe_size`` samples (in requests of at most ``max_n``, seeded like the
-first samples of the strategies) and measures their agreement (:func:`graphs.selection.agreement`);
+first samples of the strategies) and measures their agreement (:func:`graphs.evaluation.selection.agreement`);
 each route is a compiled strategy graph added as a subgraph node, so its progress events stream
 out and its ledger adds to the probe's. The probe's calls appear in the ledger as ``probe``.
-A policy comes from :func:`graphs.selection.select_compute_optimal` (``ttc eval`` writes one
+A policy comes from :func:`graphs.evaluation.selection.select_compute_optimal` (``ttc eval`` writes one
 per token budget to ``policies.json``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
-from graphs import STRATEGIES
-from graphs._common import QuestionInput, VoteOutput, VoteState, check_question
-from graphs.evaluation import direct_options
-from graphs.selection import Policy, agreement
-from nodes._calls import usage_of
+from graphs.compose import QuestionInput, StrategyOutput, StrategyState, question_of
+from graphs.evaluation.selection import Policy, agreement
+from graphs.registry import StrategySpec, strategies
 from nodes.answers import extract_answer
 from nodes.budget import Ledger, add_ledgers
+from nodes.calls import usage_of
 from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY, user
 from nodes.errors import BadModelOutput, ConfigError
@@ -46,13 +45,13 @@ class Probe(TypedDict):
     route: str
 
 
-class RouterState(VoteState, total=False):
+class RouterState(StrategyState, total=False):
     """A strategy's state (its subgraph writes into it) plus the probe."""
 
     probe: Probe
 
 
-class RouterOutput(VoteOutput):
+class RouterOutput(StrategyOutput):
     """The routed strategy's output (judge verdicts and verifier scores when it has them) and the probe."""
 
     probe: Probe
@@ -68,7 +67,7 @@ def build_router_graph(
     policy: Policy,
     *,
     options: dict[str, dict[str, Any]] | None = None,
-    builders: dict[str, Callable[..., StateGraph[Any, Any, Any, Any]]] | None = None,
+    specs: Mapping[str, StrategySpec] | None = None,
     retry: RetryPolicy = RETRY_POLICY,
 ) -> StateGraph[RouterState, RunContext, QuestionInput, RouterOutput]:
     """Build the router for ``policy``.
@@ -76,11 +75,11 @@ def build_router_graph(
     Args:
         policy: difficulty bin edges and one route (strategy, budget) per bin.
         options: keyword arguments of each strategy's builder (e.g. its scorer), by strategy.
-        builders: strategy builders by name (default :data:`graphs.STRATEGIES`).
+        specs: the strategies by name (default every registered one, :func:`graphs.registry.strategies`).
         retry: retry policy of the probe.
 
     Example:
-        >>> from graphs.selection import Policy, Route
+        >>> from graphs.evaluation.selection import Policy, Route
         >>> policy = Policy("agreement", 4, [0.3], [Route("vote", 2), Route("vote", 8)])
         >>> sorted(build_router_graph(policy).compile().get_graph().nodes)
         ['__end__', '__start__', 'probe', 'vote-at-2', 'vote-at-8']
@@ -89,14 +88,14 @@ def build_router_graph(
         raise ConfigError(f"a router can only measure agreement at run time, not {policy.probe!r}")
     if policy.probe_size < 1:
         raise ConfigError("the probe needs at least one sample")
-    found = builders or STRATEGIES
+    found = specs if specs is not None else strategies()
     unknown = sorted({r.strategy for r in policy.routes if r.strategy not in found})
     if unknown:
         raise ConfigError(f"the policy routes to unknown strategies {unknown}")
 
     async def probe(state: RouterState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)
-        question = check_question(state)
+        question = question_of(state)
         n, most = policy.probe_size, ctx.llm.endpoint.max_n
         prompt = [user(propose_prompt(question, ctx.answer_format))]
         completions = await asyncio.gather(*(
@@ -131,8 +130,8 @@ def build_router_graph(
     for route in dict.fromkeys(policy.routes):
         name = _node_name(route.name)
         names.append(name)
-        kwargs = direct_options(route.strategy, route.budget, (options or {}).get(route.strategy, {}))
-        builder.add_node(name, found[route.strategy](route.budget, **kwargs).compile(name=name))
+        graph = found[route.strategy].graph(route.budget, (options or {}).get(route.strategy, {}))
+        builder.add_node(name, graph.compile(name=name))
         builder.add_edge(name, END)
     builder.add_edge(START, "probe")
     builder.add_conditional_edges("probe", route_of, names)

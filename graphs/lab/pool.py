@@ -7,7 +7,7 @@ at most the questions in flight and :meth:`Pool.extend` carries on where it stop
 primary key ``(qid, idx)`` makes a duplicate sample impossible.
 
 From a pool, :func:`pool_curves` computes expected Vote@K and Filter-Vote@K for every
-``K <= M`` exactly over ``K``-subsets (:mod:`graphs.scaling`), and pass@k with the unbiased
+``K <= M`` exactly over ``K``-subsets (:mod:`graphs.lab.scaling`), and pass@k with the unbiased
 estimator; :func:`bootstrap_band` gives confidence bands over questions.
 """
 
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from graphs._sqlite import SqliteFile
-from graphs.filter_vote import build_filter_vote_graph
-from graphs.scaling import pass_at_k, subset_filter_vote_accuracy, subset_vote_accuracy
-from graphs.vote import build_vote_graph
+from graphs.lab.scaling import pass_at_k, subset_filter_vote_accuracy, subset_vote_accuracy
+from graphs.sqlite_store import SqliteFile
+from graphs.strategies.filter_vote import build_filter_vote_graph
+from graphs.strategies.vote import build_vote_graph
 from nodes.answers import AnswerFormat, equivalent, extract_answer, group_answers
 from nodes.budget import Ledger, add_ledgers
 from nodes.context import RunContext

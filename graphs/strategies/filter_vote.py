@@ -16,41 +16,35 @@ from typing import Any
 
 from langgraph.graph import END, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
-from graphs._common import (
+from graphs.compose import (
     QuestionInput,
-    VoteOutput,
-    VoteState,
-    add_propose_node,
-    add_tally,
-    check_k,
+    StrategyOutput,
+    StrategyState,
+    add_planner,
+    add_worker,
+    check_count,
     decided,
-    guard_rounds,
-    plan_propose_then_judge,
-    recover_to,
+    propose_then_judge,
 )
-from nodes.context import RunContext, context_of
+from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
+from nodes.kinds import PROPOSE, VERIFY
 from nodes.types import Verdict
-from nodes.verify import VerifyTask, filter_prompt, verify, verify_failed
+from nodes.verify import filter_prompt
 from nodes.vote import filter_then_vote
 
 __all__ = ["FilterVoteOutput", "build_filter_vote_graph", "filter_vote_graph"]
 
 
-class FilterVoteOutput(VoteOutput):
+class FilterVoteOutput(StrategyOutput):
     verdicts: list[Verdict]
-
-
-# langgraph's node protocols do not match an async (state, runtime) function for mypy.
-VERIFY_NODE: Any = verify
 
 
 def build_filter_vote_graph(
     k: int = 8, *, retry: RetryPolicy = RETRY_POLICY
-) -> StateGraph[VoteState, RunContext, QuestionInput, FilterVoteOutput]:
+) -> StateGraph[StrategyState, RunContext, QuestionInput, FilterVoteOutput]:
     """Build the Filter-Vote strategy.
 
     Args:
@@ -69,37 +63,25 @@ def build_filter_vote_graph(
         >>> out["answer"], [v["verdict"] for v in out["verdicts"]]  # doctest: +SKIP
         ('42', ['correct', 'correct', 'wrong', 'correct'])
     """
-    check_k(k)
+    check_count(k)
+    plan = propose_then_judge(
+        k, judged="verdicts", judge="verify", final="vote", prompt=lambda q, c: filter_prompt(q, c["text"])
+    )
 
-    async def tally(state: VoteState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        guard_rounds(state, limit=2 * k + 3)
-        question = state.get("question") or ""
-        return plan_propose_then_judge(
-            state, context_of(runtime), k, judged="verdicts", judge_node="verify", final_node="vote",
-            prompt=lambda c: filter_prompt(question, c["text"]),
-        )  # fmt: skip
-
-    async def vote(state: VoteState) -> dict[str, Any]:
-        result = filter_then_vote(state.get("candidates") or [], state.get("verdicts") or [])
-        return decided(state, result)
+    async def vote(state: StrategyState) -> dict[str, Any]:
+        return decided(state, filter_then_vote(state.get("candidates") or [], state.get("verdicts") or []))
 
     builder = StateGraph(
-        VoteState, context_schema=RunContext, input_schema=QuestionInput, output_schema=FilterVoteOutput
+        StrategyState, context_schema=RunContext, input_schema=QuestionInput, output_schema=FilterVoteOutput
     )
-    add_propose_node(builder, retry)
-    builder.add_node(
-        "verify",
-        VERIFY_NODE,
-        input_schema=VerifyTask,
-        retry_policy=retry,
-        error_handler=recover_to(verify_failed, "tally"),
-    )
+    add_worker(builder, PROPOSE, retry=retry)
+    add_worker(builder, VERIFY, retry=retry)
     builder.add_node("vote", vote)
-    add_tally(builder, tally, ["propose", "verify"], "vote", first="propose")
+    add_planner(builder, plan, ["propose", "verify"], "vote", first="propose", max_rounds=2 * k + 3)
     builder.add_edge("vote", END)
     return builder
 
 
-def filter_vote_graph(k: int = 8) -> CompiledStateGraph[VoteState, RunContext, QuestionInput, FilterVoteOutput]:
+def filter_vote_graph(k: int = 8) -> CompiledStateGraph[StrategyState, RunContext, QuestionInput, FilterVoteOutput]:
     """``build_filter_vote_graph(k)`` compiled without a checkpointer."""
     return build_filter_vote_graph(k).compile(name=f"filter-vote-k{k}")

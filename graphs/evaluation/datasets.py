@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graphs.tasks import graded_arithmetic
+from graphs.evaluation.tasks import graded_arithmetic
 from nodes.answers import AnswerFormat, equivalent, extract_answer
 from nodes.context import RunContext
 from nodes.errors import ConfigError

@@ -1,0 +1,73 @@
+"""The evaluation's outputs: CSV and JSON tables, the plots, the text table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphs.evaluation.results import Results
+
+__all__ = ["format_table", "plot_results", "write_outputs"]
+
+
+def write_outputs(res: Results, out: Path) -> dict[str, Path]:
+    """``results.csv``, ``results.json``, ``per_question.csv`` and the two plots (with matplotlib)."""
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results.csv": out / "results.csv", "results.json": out / "results.json",
+             "per_question.csv": out / "per_question.csv"}  # fmt: skip
+    columns = ["strategy", "budget", "questions", "accuracy", "accuracy_low", "accuracy_high", "calls", "tokens",
+               "method"]  # fmt: skip
+    with paths["results.csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(res.table)
+    with paths["per_question.csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["qid", "strategy", "budget", "accuracy", "calls", "tokens", "method"])
+        writer.writeheader()
+        writer.writerows(res.per_question)
+    paths["results.json"].write_text(json.dumps(
+        {"dataset": res.dataset, "model": res.model, "questions": len(res.questions), "incomplete": res.incomplete,
+         "results": res.table}, indent=2))  # fmt: skip
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    except ImportError:
+        return paths
+    for axis, label in (("calls", "LLM calls per question"), ("tokens", "tokens per question")):
+        paths[f"accuracy_vs_{axis}.png"] = plot_results(res, axis, label, out / f"accuracy_vs_{axis}.png")
+    return paths
+
+
+def plot_results(res: Results, axis: str, label: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from graphs.lab.plots import plot_curves
+
+    xs: dict[str, np.ndarray] = {}
+    series: dict[str, Any] = {}
+    for strategy in dict.fromkeys(r["strategy"] for r in res.table):
+        rows = [r for r in res.table if r["strategy"] == strategy]
+        xs[strategy] = np.array([r[axis] for r in rows])
+        series[strategy] = tuple(np.array([r[key] for r in rows]) for key in ("accuracy", "accuracy_low",
+                                                                             "accuracy_high"))  # fmt: skip
+    title = f"{res.dataset}, {res.model}: accuracy against {axis} (95% bootstrap over questions)"
+    fig = plot_curves(xs, series, xlabel=label, title=title, path=path)
+    plt.close(fig)
+    return path
+
+
+def format_table(res: Results) -> str:
+    lines = [f"{res.dataset} · {res.model} · {len(res.questions)} questions"
+             + (f" ({len(res.incomplete)} incomplete, left out of pooled rows)" if res.incomplete else ""),
+             f"{'strategy':<20}{'budget':>7}{'accuracy':>10}{'95% CI':>16}{'calls':>9}{'tokens':>10}  n"]  # fmt: skip
+    for r in res.table:
+        ci = f"[{r['accuracy_low']:.3f}, {r['accuracy_high']:.3f}]"
+        lines.append(f"{r['strategy']:<20}{r['budget']:>7}{r['accuracy']:>10.3f}{ci:>16}{r['calls']:>9.1f}"
+                     f"{r['tokens']:>10.0f}  {r['questions']}")  # fmt: skip
+    return "\n".join(lines)

@@ -1,0 +1,250 @@
+"""From a store to results: exact expectations over subsets of each question's pool for the pooled
+strategies, direct runs as they are, bootstrap confidence intervals over questions."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphs.evaluation.datasets import Record
+from graphs.evaluation.plan import FILTER_SCORER, EvalPlan, method_of, options_key, scorer_key
+from graphs.evaluation.store import EvalStore
+from graphs.lab.pool import QuestionPool, bootstrap_band, pool_curves
+from graphs.lab.scaling import pass_at_k
+from nodes.answers import equivalent, group_answers
+from nodes.scorers import aggregate
+from nodes.types import Candidate, Score
+
+__all__ = ["Results", "prefix_accuracy", "results", "subset_selection_accuracy"]
+
+# -- results ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    """Per-question and per-configuration results of a store.
+
+    ``per_question`` rows: ``qid, strategy, budget, accuracy, calls, tokens, method``;
+    ``table`` rows add ``accuracy_low, accuracy_high`` (95% bootstrap over questions) and
+    ``questions``. ``probe`` holds each question's first samples' answers (for difficulty).
+    """
+
+    dataset: str
+    model: str
+    questions: list[str]
+    per_question: list[dict[str, Any]]
+    table: list[dict[str, Any]]
+    incomplete: list[str]  # questions left out of the pooled results (fewer samples than the pool size)
+    pools: dict[str, QuestionPool]
+    answer_format: str | None = None
+
+    def matrix(self, key: str = "accuracy") -> tuple[list[tuple[str, int]], np.ndarray]:
+        """``(configurations, values)`` with one row per question that has every configuration."""
+        configs = sorted({(r["strategy"], r["budget"]) for r in self.per_question})
+        by = {(r["qid"], r["strategy"], r["budget"]): r[key] for r in self.per_question}
+        rows = self.complete_questions()
+        return configs, np.array([[by[(q, s, b)] for s, b in configs] for q in rows], dtype=float).reshape(
+            len(rows), len(configs)
+        )
+
+    def complete_questions(self) -> list[str]:
+        """The questions that have a result for every configuration."""
+        configs = {(r["strategy"], r["budget"]) for r in self.per_question}
+        have = Counter(r["qid"] for r in self.per_question)
+        return [q for q in self.questions if have[q] == len(configs)]
+
+
+def _subsets(m: int, k: int, limit: int, seed: str) -> Iterator[tuple[int, ...]]:
+    """Every ``k``-subset of ``range(m)`` in order, or ``limit`` random ones (fixed seed)."""
+    if math.comb(m, k) <= limit:
+        yield from itertools.combinations(range(m), k)
+        return
+    rng = random.Random(seed)
+    for _ in range(limit):
+        yield tuple(sorted(rng.sample(range(m), k)))
+
+
+def _expected_vote(candidates: Sequence[Candidate], weights: dict[int, float], right: Callable[[str], bool]) -> float:
+    """Probability that a (weighted) vote's answer is right when the samples come in random
+    order: among the tied top answers, the first seen wins, so each wins with probability
+    proportional to its number of samples (as :func:`nodes.vote.weighted_vote` decides)."""
+    groups = group_answers([c["answer"] for c in candidates])
+    if not groups:
+        return 0.0
+    totals = [sum(weights.get(candidates[m]["index"], 0.0) for m in g.members) for g in groups]
+    tied = [g for g, t in zip(groups, totals, strict=True) if t == max(totals)]
+    return sum(len(g.members) for g in tied if right(g.answer)) / sum(len(g.members) for g in tied)
+
+
+def subset_selection_accuracy(
+    candidates: Sequence[Candidate],
+    scores: Sequence[Score],
+    correct: Sequence[bool],
+    k: int,
+    *,
+    weighted: bool,
+    reference: str | None,
+    limit: int = 2000,
+    seed: str = "",
+) -> float:
+    """Expected accuracy of (weighted) Best-of-N with ``k`` of the candidates in random order.
+
+    The expectation is over ``k``-subsets (enumerated, or ``limit`` drawn with a fixed seed) and
+    over the order of each subset, which decides ties exactly as the graphs do
+    (:func:`graphs.strategies.best_of_n.select_best`, :func:`~graphs.strategies.best_of_n.select_weighted`): the
+    best-scored candidate, or the answer with the largest summed score, and a plurality vote when
+    nothing has a score. A chosen answer is right when it is equivalent to ``reference`` (for
+    code, with ``reference`` None: when the chosen sample passed its tests).
+    """
+    position = {c["index"]: i for i, c in enumerate(candidates)}
+
+    def right(answer: str) -> bool:
+        if reference is None:  # code: each sample is its own answer "#<index>"
+            return correct[position[int(answer[1:])]]
+        return equivalent(answer, reference)
+
+    by_index = {s["index"]: s["score"] for s in scores}
+    total, count = 0.0, 0
+    for subset in _subsets(len(candidates), k, limit, seed):
+        chosen = [candidates[i] for i in subset]
+        scored = {c["index"]: v for c in chosen if (v := by_index.get(c["index"])) is not None}
+        answered = [
+            (c["answer"], scored[c["index"]]) for c in chosen if c["answer"] is not None and c["index"] in scored
+        ]
+        if weighted and any(scored.values()):
+            total += _expected_vote(chosen, scored, right)
+        elif not weighted and answered:
+            best = max(v for _, v in answered)
+            tied = [a for a, v in answered if v == best]
+            total += sum(right(a) for a in tied) / len(tied)
+        else:  # nothing scored: the plurality vote
+            total += _expected_vote(chosen, {c["index"]: 1.0 for c in chosen}, right)
+        count += 1
+    return total / count
+
+
+def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None = None, *, max_n: int = 64) -> Results:
+    """Results of every configuration of ``plan`` on ``records`` (default: every question in the store).
+
+    Pooled costs are expectations over subsets: a budget ``k`` costs its share of the proposal
+    requests (prompt tokens per request × ``ceil(k / max_n)`` requests, plus ``k`` samples'
+    completion tokens) plus ``k`` samples' judgements.
+    """
+    settings = store.settings()
+    records = list(records) if records is not None else store.records()
+    per_question: list[dict[str, Any]] = []
+    incomplete: list[str] = []
+    pools: dict[str, QuestionPool] = {}
+    m = plan.pool_size
+    ks = sorted(b for b in plan.budgets if b <= m)
+    scorers = plan.scorers()
+    for record in records if m else []:
+        code = "tests" in record.info
+        samples = store.samples(record.qid)[:m]
+        judgements = {name: [j for j in store.judgements(record.qid, name) if j["index"] < m] for name in scorers}
+        if [x["index"] for x in samples] != list(range(m)) or any(
+            [j["index"] for j in js] != list(range(m)) for js in judgements.values()
+        ):
+            incomplete.append(record.qid)
+            continue
+        # code has no answer to vote on: each sample is its own answer, right when it passed its tests
+        answers = [f"#{s['index']}" if code else s["answer"] for s in samples]
+        verdicts: list[str | None] = [j["label"] or "error" for j in judgements.get(FILTER_SCORER, [])] or [None] * m
+        pool = QuestionPool(record.qid, record.question, record.answer, record.info, answers, verdicts)
+        pools[record.qid] = pool
+        curves = pool_curves([pool], ks) if not code else None
+        usage = store.usage(record.qid)
+        prompt_per_request = usage["prompt_tokens"] / max(usage["requests"], 1)
+        completion_per_sample = usage["completion_tokens"] / max(usage["calls"], 1)
+
+        # per sample, on average: a judgement's calls and tokens, by scorer
+        judge_calls = {name: sum(j["calls"] for j in js) / m for name, js in judgements.items()}
+        judge_tokens = {name: sum(j["prompt_tokens"] + j["completion_tokens"] for j in js) / m
+                        for name, js in judgements.items()}  # fmt: skip
+        candidates: list[Candidate] = [
+            {"index": s["index"], "text": s["text"], "answer": answers[s["index"]],
+             "finish_reason": s["finish_reason"], "seed": s["seed"], "parent": None}
+            for s in samples
+        ]  # fmt: skip
+        correct = [bool(s["correct"]) for s in samples]
+        for j, k in enumerate(ks):
+            for strategy in plan.pooled:
+                method = method_of(strategy)
+                judged = {"filter-vote": FILTER_SCORER}.get(method or "")
+                if method == "pass@k":
+                    accuracy = pass_at_k(m, sum(correct), k)
+                elif method in ("vote", "filter-vote"):
+                    assert curves is not None
+                    accuracy = float((curves.vote if method == "vote" else curves.filter_vote)[0, j])
+                else:
+                    assert plan.scorer is not None
+                    judged = scorer_key(plan.scorer)
+                    scores: list[Score] = [
+                        {"index": s["index"], "steps": js["steps"], "label": js["label"],
+                         "score": aggregate(js["steps"], plan.aggregation) if js["steps"] else None}
+                        for s, js in zip(samples, judgements[judged], strict=True)
+                    ]  # fmt: skip
+                    accuracy = subset_selection_accuracy(
+                        candidates, scores, correct, k, weighted=method == "weighted-best-of-n",
+                        reference=None if code else record.answer, limit=plan.subsets, seed=f"{record.qid}-{k}",
+                    )  # fmt: skip
+                calls = k * (1 + (judge_calls[judged] if judged else 0.0))
+                tokens = prompt_per_request * math.ceil(k / max_n) + completion_per_sample * k
+                tokens += k * judge_tokens[judged] if judged else 0.0
+                per_question.append({"qid": record.qid, "strategy": strategy, "budget": k, "accuracy": accuracy,
+                                     "calls": calls, "tokens": tokens, "method": "pool"})  # fmt: skip
+    wanted = {r.qid for r in records}
+    for strategy in plan.direct:
+        for budget in plan.budgets:
+            for run in store.runs(strategy, budget, options_key(plan.run_options(strategy, budget))):
+                if run["qid"] in wanted:
+                    per_question.append({"qid": run["qid"], "strategy": strategy, "budget": budget,
+                                         "accuracy": float(run["correct"]), "calls": float(run["calls"]),
+                                         "tokens": float(run["prompt_tokens"] + run["completion_tokens"]),
+                                         "method": "direct"})  # fmt: skip
+    return Results(
+        dataset=str(settings.get("dataset", "")),
+        model=str(settings.get("model", "")),
+        questions=[r.qid for r in records],
+        per_question=per_question,
+        table=_table(per_question, plan),
+        incomplete=incomplete,
+        pools=pools,
+        answer_format=settings.get("answer_format"),
+    )
+
+
+def _table(per_question: list[dict[str, Any]], plan: EvalPlan) -> list[dict[str, Any]]:
+    table = []
+    order = {s: i for i, s in enumerate(plan.strategies)}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in per_question:
+        groups.setdefault((r["strategy"], r["budget"]), []).append(r)
+    for (strategy, budget), rows in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
+        acc = np.array([[r["accuracy"]] for r in rows])
+        mean, low, high = bootstrap_band(acc, resamples=1000)
+        table.append({
+            "strategy": strategy, "budget": budget, "questions": len(rows),
+            "accuracy": float(mean[0]), "accuracy_low": float(low[0]), "accuracy_high": float(high[0]),
+            "calls": float(np.mean([r["calls"] for r in rows])), "tokens": float(np.mean([r["tokens"] for r in rows])),
+            "method": rows[0]["method"],
+        })  # fmt: skip
+    return table
+
+
+def prefix_accuracy(pool: QuestionPool, k: int) -> bool:
+    """Whether a vote over the pool's first ``k`` samples is right: what a direct Vote run with
+    the same seed returns (the samples of one request are the pool's first ones)."""
+    counts, _, key = pool.counts(range(k))
+    if not counts or key is None:
+        return False
+    top = max(counts.values())
+    winner = next(a for a in counts if counts[a] == top)  # ties: the first seen
+    return winner == key

@@ -1,0 +1,136 @@
+"""The built-in strategies' registry entries (:mod:`graphs.registry`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import StateGraph
+
+from graphs.registry import (
+    Option,
+    StrategySpec,
+    beam_width_within,
+    chains_within,
+    positive,
+    sqrt_chains,
+    width_within,
+)
+from graphs.search import build_beam_search_graph, build_dvts_graph, build_lookahead_graph, build_rebase_graph
+from graphs.strategies.best_of_n import build_best_of_n_graph
+from graphs.strategies.filter_vote import build_filter_vote_graph
+from graphs.strategies.revision import build_mix_graph
+from graphs.strategies.vote import build_vote_graph
+
+__all__ = ["BUILTIN"]
+
+AGGREGATION = Option(
+    "aggregation",
+    "--aggregation",
+    default="last",
+    choices=("last", "min", "prod", "mean"),
+    help="how a process scorer's step scores become one (default last)",
+)
+BEAM_WIDTH = Option("beam_width", "--beam-width", positive, 4, "beam-search, lookahead, dvts: M (default 4)")
+MAX_ROUNDS = Option("max_rounds", "--max-rounds", positive, None, "searches: round limit (default 40; rebase 25)")
+SELECT = Option(
+    "select",
+    "--select",
+    default="vote",
+    choices=("vote", "last", "verifier"),
+    help="revision / mix: how the answer is chosen (default vote)",
+)
+MAX_ATTEMPTS = Option("max_attempts", "--max-attempts", positive, 4, "revision / mix: attempts a revision sees")
+
+
+def _weighted_best_of_n(n: int, **options: Any) -> StateGraph[Any, Any, Any, Any]:
+    return build_best_of_n_graph(n, weighted=True, **options)
+
+
+def _revision(n: int, **options: Any) -> StateGraph[Any, Any, Any, Any]:
+    return build_mix_graph(n, 1, **options)
+
+
+BUILTIN = (
+    StrategySpec("vote", build_vote_graph, "k samples, the most common answer", pooled="vote"),
+    StrategySpec(
+        "filter-vote",
+        build_filter_vote_graph,
+        "k samples judged by the filter prompt, a vote among the kept",
+        pooled="filter-vote",
+    ),
+    StrategySpec(
+        "best-of-n",
+        build_best_of_n_graph,
+        "n samples, the best-scored one",
+        (AGGREGATION,),
+        scorer="outcome",
+        pooled="best-of-n",
+    ),
+    StrategySpec(
+        "weighted-best-of-n",
+        _weighted_best_of_n,
+        "n samples, equivalent answers' scores summed",
+        (AGGREGATION,),
+        scorer="outcome",
+        pooled="weighted-best-of-n",
+    ),
+    StrategySpec(
+        "beam-search",
+        build_beam_search_graph,
+        "step-level beam search with a process scorer",
+        (BEAM_WIDTH, MAX_ROUNDS),
+        scorer="process",
+        at_budget=width_within,
+        check=beam_width_within,
+    ),
+    StrategySpec(
+        "lookahead",
+        build_lookahead_graph,
+        "beam search scoring each step after a greedy roll-out",
+        (
+            BEAM_WIDTH,
+            Option("lookahead", "--lookahead", positive, 3, "lookahead: roll-out steps (default 3)"),
+            MAX_ROUNDS,
+        ),
+        scorer="process",
+        at_budget=width_within,
+        check=beam_width_within,
+    ),
+    StrategySpec(
+        "dvts",
+        build_dvts_graph,
+        "diverse verifier tree search: n / M independent subtrees",
+        (BEAM_WIDTH, MAX_ROUNDS),
+        scorer="process",
+        at_budget=width_within,
+        check=beam_width_within,
+    ),
+    StrategySpec(
+        "rebase",
+        build_rebase_graph,
+        "reward-balanced tree search",
+        (Option("temperature", "--rebase-temperature", float, 0.2, "rebase: balance temperature T_b"), MAX_ROUNDS),
+        scorer="process",
+    ),
+    StrategySpec(
+        "revision",
+        _revision,
+        "one sequential critique-and-revise chain of n answers",
+        (SELECT, MAX_ATTEMPTS, AGGREGATION),
+        scorer="outcome",
+    ),
+    StrategySpec(
+        "mix",
+        build_mix_graph,
+        "n answers in parallel revision chains (about sqrt(n) of them)",
+        (
+            Option("chains", "--chains", positive, None, "mix: parallel revision chains (default about sqrt(k))"),
+            SELECT,
+            MAX_ATTEMPTS,
+            AGGREGATION,
+        ),
+        scorer="outcome",
+        at_budget=sqrt_chains,
+        check=chains_within,
+    ),
+)

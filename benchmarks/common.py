@@ -16,13 +16,12 @@ import httpx
 from openai import AsyncOpenAI
 
 from graphs.strategies.vote import build_vote_graph
-from nodes import LLM, Endpoint, RunContext
+from nodes import LLM, Endpoint, RunContext, server
 from nodes.propose import propose_prompt
-from nodes.server import _free_port
 
 
 def free_port() -> int:
-    return _free_port("127.0.0.1")
+    return server.free_port("127.0.0.1")
 
 
 def start_responder(port: int, delay: float = 0.0, jitter: float = 0.0) -> subprocess.Popen[str]:

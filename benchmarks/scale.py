@@ -21,10 +21,10 @@ with other work, it may get less than a core. Where each side would saturate a c
 CPU ms a request) is printed.
 
 The plain client is ``AsyncOpenAI`` on an ``httpx`` client with the framework's small connection
-pools (``nodes/_pool.py``). On httpx's own pool it took 59 s for what takes 13 s here (35
+pools (``nodes/transport.py``). On httpx's own pool it took 59 s for what takes 13 s here (35
 requests/s, 28 ms of CPU a request, in httpcore's pool bookkeeping); the framework did the same
 before it got the small pools. It also runs with the garbage collector's threshold the framework
-raises at this scale (``nodes/_collector.py``), which saves it about 0.3 ms a request, so the two
+raises at this scale (``nodes/collector.py``), which saves it about 0.3 ms a request, so the two
 differ in their code only.
 
 Rounds alternate between the two and each side keeps its fastest round, as ``overhead.py`` does.
@@ -58,8 +58,8 @@ from benchmarks.common import (
     verdict,
 )
 from nodes import Endpoint
-from nodes._collector import THRESHOLD
-from nodes._pool import ShardedTransport
+from nodes.collector import THRESHOLD
+from nodes.transport import ShardedTransport
 
 IN_FLIGHT = 1024
 DELAY = 4.0  # mean seconds a completion takes at the stand-in deployment

@@ -24,6 +24,8 @@ CRITIQUE_PROMPT = (
 
 
 class CritiqueTask(TypedDict):
+    """The ``Send`` payload of one critique: the question and the candidate to critique."""
+
     question: str
     candidate: Candidate
 

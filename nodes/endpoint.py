@@ -26,8 +26,7 @@ from langgraph.errors import NodeTimeoutError
 from langgraph.types import RetryPolicy
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from nodes._collector import many_calls
-from nodes._pool import ShardedTransport
+from nodes.collector import many_calls
 from nodes.errors import (
     BadModelOutput,
     ConfigError,
@@ -36,6 +35,7 @@ from nodes.errors import (
     TransientEndpointError,
     transient_status,
 )
+from nodes.transport import ShardedTransport
 
 __all__ = [
     "LLM",
@@ -173,7 +173,7 @@ class LLM:
         connections = self.endpoint.max_concurrency * 2
         http = self._http_async_client or httpx.AsyncClient(
             timeout=self.endpoint.request_timeout,
-            # small pools: one httpcore pool slows down with its size (see nodes/_pool.py)
+            # small pools: one httpcore pool slows down with its size (see nodes/transport.py)
             transport=ShardedTransport(max_connections=connections),
             limits=httpx.Limits(max_connections=connections),  # a proxy from the environment has its own pool
         )
@@ -233,7 +233,7 @@ class LLM:
             body["stop"] = stop
         clients = self._for_loop()
         url = self.endpoint.base_url
-        with many_calls:  # see nodes/_collector.py
+        with many_calls:  # see nodes/collector.py
             async with clients.limit:
                 response = await post(
                     clients.http,

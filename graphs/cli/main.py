@@ -494,6 +494,8 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ttc`` with ``argv`` (default the command line); returns the exit status."""
+
     args = build_parser().parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the embedded server is stopped on the way out.
     signal.signal(signal.SIGTERM, _sigterm)

@@ -45,6 +45,8 @@ def write_outputs(res: Results, out: Path) -> dict[str, Path]:
 
 
 def plot_results(res: Results, axis: str, label: str, path: Path) -> Path:
+    """Accuracy against ``axis`` (``calls`` or ``tokens``) per strategy, with bands, saved to ``path``."""
+
     import matplotlib.pyplot as plt
 
     from graphs.lab.plots import plot_curves
@@ -63,6 +65,8 @@ def plot_results(res: Results, axis: str, label: str, path: Path) -> Path:
 
 
 def format_table(res: Results) -> str:
+    """The results table as text, one row per strategy and budget, with 95% intervals."""
+
     lines = [f"{res.dataset} · {res.model} · {len(res.questions)} questions"
              + (f" ({len(res.incomplete)} incomplete, left out of pooled rows)" if res.incomplete else ""),
              f"{'strategy':<20}{'budget':>7}{'accuracy':>10}{'95% CI':>16}{'calls':>9}{'tokens':>10}  n"]  # fmt: skip

@@ -249,4 +249,6 @@ def _plurality_correct(samples: list[dict[str, Any]], record: Record) -> bool | 
 
 
 def progress_total(dataset: Dataset, plan: EvalPlan) -> int:
+    """How many progress steps ``plan`` has on ``dataset`` (a question's pool is one, each direct run one)."""
+
     return len(dataset.records) * ((1 if plan.pooled else 0) + len(plan.direct) * len(plan.budgets))

@@ -41,6 +41,8 @@ __all__ = ["Expansion", "Node", "Policy", "SearchOutput", "build_search_graph", 
 
 
 class Node(TypedDict):
+    """A node of the search tree: a partial (or finished) solution and its last step's reward."""
+
     id: int
     parent: int | None
     prefix: str  # the solution so far (steps with their separators)
@@ -53,6 +55,8 @@ class Node(TypedDict):
 
 
 class Expansion(TypedDict):
+    """Expand search node ``node`` with ``children`` next steps."""
+
     node: int
     children: int
 
@@ -79,6 +83,8 @@ def reward_of(node: Node) -> float:
 
 
 class SearchOutput(TypedDict):
+    """What a search graph returns: the decision, the finished solutions as candidates, every tree node."""
+
     question: str
     answer: str | None
     decision: dict[str, Any]

@@ -40,6 +40,8 @@ __all__ = ["BestOfNOutput", "build_best_of_n_graph", "select_best", "select_weig
 
 
 class BestOfNOutput(StrategyOutput):
+    """Best-of-N's output: the common keys and every candidate's score."""
+
     scores: list[Score]
 
 

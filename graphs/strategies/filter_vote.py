@@ -39,6 +39,8 @@ __all__ = ["FilterVoteOutput", "build_filter_vote_graph", "filter_vote_graph"]
 
 
 class FilterVoteOutput(StrategyOutput):
+    """Filter-Vote's output: the common keys and every judge verdict."""
+
     verdicts: list[Verdict]
 
 

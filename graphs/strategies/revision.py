@@ -57,6 +57,8 @@ Selection = Literal["vote", "last", "verifier"]
 
 
 class MixOutput(StrategyOutput):
+    """The mix's output: the common keys, the critiques, the verifier's scores and each chain's samples."""
+
     critiques: list[Critique]
     scores: list[Score]
     chains: list[list[int]]  # sample indices of each chain, in order

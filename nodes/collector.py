@@ -1,4 +1,4 @@
-"""Fewer garbage collections while many LLM calls are under way (private).
+"""Fewer garbage collections while many LLM calls are under way.
 
 A graph run waiting on an LLM call keeps about 400 objects alive (LangGraph's tasks, channels
 and coroutines, the request), and CPython's cyclic garbage collector looks at all of them again

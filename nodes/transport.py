@@ -1,4 +1,4 @@
-"""An ``httpx`` transport that keeps a thousand requests in flight as cheaply as sixteen (private).
+"""An ``httpx`` transport that keeps a thousand requests in flight as cheaply as sixteen.
 
 httpcore's connection pool (1.0.9) walks all its connections for every request it assigns, and
 when it looks for surplus idle connections it counts all of them again for each idle one

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from graphs.evaluation.tasks import graded_arithmetic
-from graphs.lab.pool import Pool, QuestionPool, bootstrap_band, pool_curves
+from graphs.lab.pool import QuestionPool, bootstrap_band, pool_curves
+from graphs.lab.pool_store import Pool
 from tests.fakes import FakeServer
 
 QUESTIONS = [{"qid": f"q{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1)} for i in range(4)]
@@ -98,7 +99,7 @@ def test_bootstrap_band_brackets_the_mean() -> None:
 CHILD = textwrap.dedent(
     """
     import asyncio, sys, time
-    from graphs.lab.pool import Pool
+    from graphs.lab.pool_store import Pool
     from graphs.evaluation.tasks import graded_arithmetic
     from tests.fakes import FakeServer, default_reply
 

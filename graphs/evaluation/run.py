@@ -31,7 +31,7 @@ from nodes.kinds import VERIFY, NodeKind, scoring
 from nodes.scorers import Scorer
 from nodes.types import Candidate
 
-__all__ = ["Progress", "evaluate", "progress_total"]
+__all__ = ["Progress", "draw_samples", "evaluate", "judge_graph", "judge_kinds", "judge_samples", "progress_total"]
 
 # -- running ------------------------------------------------------------------------------------
 
@@ -83,9 +83,11 @@ ENDPOINT_WIDE = (401, 403, 404)
 """Statuses that say the endpoint itself is wrong (key, model, URL): every question would fail alike."""
 
 
-async def _sample(store: EvalStore, record: Record, m: int, dataset: Dataset, ctx: RunContext) -> int:
-    """Draw samples until the question has ``m`` (seeds continue where the store stopped);
-    returns the tokens spent."""
+async def draw_samples(store: EvalStore, record: Record, m: int, dataset: Dataset, ctx: RunContext) -> int:
+    """Draw samples of ``record`` through the Vote graph until the store holds ``m`` (seeds
+    continue where the store stopped: sample ``i`` of a run starting at ``n`` has seed
+    ``ctx.seed + n + ...``), each question's new samples in one transaction; returns the tokens spent.
+    A run with failed samples keeps the prefix it got and tries once more for the rest."""
     have = store.sample_count(record.qid)
     tokens = 0
     for _ in range(2):  # a run with failed samples keeps the prefix it got; one more try for the rest
@@ -124,7 +126,7 @@ class _JudgeState(StrategyState, total=False):
     candidate: Candidate
 
 
-def _judge_graph(kind: NodeKind[Any], retry: RetryPolicy) -> CompiledStateGraph[Any, Any, Any, Any]:
+def judge_graph(kind: NodeKind[Any], retry: RetryPolicy) -> CompiledStateGraph[Any, Any, Any, Any]:
     """One call of a judging node kind as the strategy graphs make it: the same node, retry policy
     and failure handler (a graph of one node, so pooled and direct judgements agree call for call)."""
     builder = StateGraph(_JudgeState, context_schema=RunContext)
@@ -134,12 +136,12 @@ def _judge_graph(kind: NodeKind[Any], retry: RetryPolicy) -> CompiledStateGraph[
     return builder.compile(name=f"judge-{kind.name}")
 
 
-def _judge_kinds(scorers: dict[str, Scorer]) -> dict[str, NodeKind[Any]]:
+def judge_kinds(scorers: dict[str, Scorer]) -> dict[str, NodeKind[Any]]:
     """The node kind judging for each scorer key: the filter judge is the graphs' ``verify``."""
     return {name: VERIFY if name == FILTER_SCORER else scoring(scorer) for name, scorer in scorers.items()}
 
 
-async def _judge_all(
+async def judge_samples(
     store: EvalStore,
     record: Record,
     samples: list[dict[str, Any]],
@@ -210,15 +212,15 @@ async def evaluate(
         raise ConfigError("concurrency must be positive")
     store.check_settings(store_settings(dataset, ctx.llm.endpoint.model, ctx))
     store.add_questions(dataset.records)
-    judges = {name: _judge_graph(kind, RETRY_POLICY) for name, kind in _judge_kinds(plan.scorers()).items()}
+    judges = {name: judge_graph(kind, RETRY_POLICY) for name, kind in judge_kinds(plan.scorers()).items()}
     limit = asyncio.Semaphore(concurrency)
 
     async def question(record: Record) -> None:
         async with limit:
             if plan.pool_size:
-                tokens = await _sample(store, record, plan.pool_size, dataset, ctx)
+                tokens = await draw_samples(store, record, plan.pool_size, dataset, ctx)
                 samples = store.samples(record.qid)
-                tokens += await _judge_all(store, record, samples, judges, ctx)
+                tokens += await judge_samples(store, record, samples, judges, ctx)
                 if progress:
                     progress.add(tokens=tokens, correct=_plurality_correct(samples, record) if samples else None)
             for strategy in plan.direct:

@@ -31,12 +31,23 @@ from nodes.context import RunContext
 from nodes.critique import CritiqueTask, critique, critique_failed
 from nodes.propose import ProposeTask, propose, propose_failed
 from nodes.revise import ReviseTask, revise, revise_failed
-from nodes.score import ScoreTask, score_failed, score_node
+from nodes.score import ScoreTask, ScoreWaveNode, ScoreWaveTask, score_failed, score_node, score_wave_failed
 from nodes.scorers import Aggregation, Scorer
 from nodes.step import StepTask, step, step_failed
 from nodes.verify import VerifyTask, verify, verify_failed
 
-__all__ = ["BUILTIN_KINDS", "CRITIQUE", "PROPOSE", "REVISE", "STEP", "VERIFY", "NodeKind", "Worker", "scoring"]
+__all__ = [
+    "BUILTIN_KINDS",
+    "CRITIQUE",
+    "PROPOSE",
+    "REVISE",
+    "STEP",
+    "VERIFY",
+    "NodeKind",
+    "Worker",
+    "scoring",
+    "wave_scoring",
+]
 
 TaskT = TypeVar("TaskT", bound=Mapping[str, Any])
 TaskT_contra = TypeVar("TaskT_contra", bound=Mapping[str, Any], contravariant=True)
@@ -77,5 +88,12 @@ BUILTIN_KINDS = (PROPOSE, CRITIQUE, REVISE, VERIFY, STEP)
 
 
 def scoring(scorer: Scorer, aggregation: Aggregation = "last", *, name: str = "score") -> NodeKind[ScoreTask]:
-    """The score kind of one scorer (a verifier or reward model is part of the graph's structure)."""
+    """The score kind of one scorer (a verifier or reward model is part of the graph's structure):
+    one task per candidate."""
     return NodeKind(name, score_node(scorer, aggregation), ScoreTask, score_failed)
+
+
+def wave_scoring(scorer: Scorer, aggregation: Aggregation = "last", *, name: str = "score") -> NodeKind[ScoreWaveTask]:
+    """The score kind of a scorer that takes a wave at once (``score_many``, e.g.
+    :class:`nodes.scorers.PoolingPRM`): one task (``{"question", "candidates"}``) per wave."""
+    return NodeKind(name, ScoreWaveNode(scorer, aggregation), ScoreWaveTask, score_wave_failed)

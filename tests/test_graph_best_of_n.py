@@ -76,3 +76,40 @@ async def test_judge_of_the_default_reply_is_used_by_default() -> None:
     out = await run(FakeServer(reply=default_reply), 3, scorer=JudgeVerdict())
     assert out["answer"] == "42" and [s["label"] for s in sorted(out["scores"], key=lambda s: s["index"])] == [
         "correct", "correct", "wrong"]  # fmt: skip
+
+
+def good_or_bad(req: Request) -> str:
+    """Samples 0 and 2 reason well (the fake PRM scores words with 'good' high), the others do not."""
+    if req.sample % 2 == 0:
+        return "A good first step\n\nthen a good second step. The answer is 42."
+    return "A bad guess\n\nThe answer is 41."
+
+
+async def test_a_reward_model_that_takes_a_wave_scores_it_in_one_request() -> None:
+    import httpx
+
+    from nodes.scorers import PoolingPRM
+    from tests.test_scorers import Recorder, pooling_server
+
+    server = Recorder(pooling_server)
+    async with PoolingPRM("http://prm.test/v1", "prm", transport=httpx.MockTransport(server)) as prm:
+        out = await run(FakeServer(reply=good_or_bad), 4, scorer=prm, aggregation="min")
+    (batch,) = server.inputs()  # the four candidates in one /pooling request
+    assert isinstance(batch, list) and len(batch) == 4
+    assert out["answer"] == "42" and sorted(s["index"] for s in out["scores"]) == [0, 1, 2, 3]
+    assert out["ledger"]["verify"]["calls"] == 4 and out["ledger"]["verify"]["requests"] == 1
+
+
+async def test_a_wave_whose_scoring_fails_leaves_every_candidate_unscored_and_decides_by_vote() -> None:
+    import httpx
+
+    from nodes.scorers import PoolingPRM
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": {"message": "bad key"}})
+
+    async with PoolingPRM("http://prm.test/v1", "prm", transport=httpx.MockTransport(refuse)) as prm:
+        out = await run(FakeServer(reply=good_or_bad), 4, scorer=prm)
+    (failure,) = out["failures"]
+    assert failure["node"] == "score" and failure["indices"] == [0, 1, 2, 3] and failure["status"] == 401
+    assert not failure["transient"] and out["decision"]["fallback"] and out["answer"] in ("41", "42")

@@ -274,12 +274,15 @@ def propose_then_judge(
     prompt: Callable[[str, Candidate], str],
     calls: Callable[[Candidate], int] = lambda c: 1,
     propose: str = "propose",
+    batch: bool = False,
 ) -> Planner:
     """The planner of a propose-then-judge strategy (Filter-Vote, Best-of-N): first ``k``
     proposals (keeping a judge call in reserve for each), then one ``judge`` task
     (``{"question", "candidate"}``) per candidate not yet in ``state[judged]``, then ``final``.
 
-    ``prompt(question, candidate)`` is the judge's prompt, for the budget's token estimate.
+    ``prompt(question, candidate)`` is the judge's prompt, for the budget's token estimate. With
+    ``batch`` the judge gets one task for the whole wave (``{"question", "candidates"}``, see
+    :func:`nodes.kinds.wave_scoring`).
     """
 
     async def planner(state: StrategyState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -295,7 +298,11 @@ def propose_then_judge(
             state, ctx, done, lambda c: prompt(question, c), report, kind="verify", calls=calls
         )
         update: dict[str, Any] = {"budget": report} if report else {}
-        tasks = [{"question": question, "candidate": c} for c in chosen]
+        tasks: list[dict[str, Any]]
+        if batch:
+            tasks = [{"question": question, "candidates": chosen}] if chosen else []
+        else:
+            tasks = [{"question": question, "candidate": c} for c in chosen]
         return wave(judge, tasks, **update) if tasks else finish(final, **update)
 
     return planner

@@ -31,7 +31,7 @@ from graphs.compose import (
 )
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
-from nodes.kinds import PROPOSE, scoring
+from nodes.kinds import PROPOSE, NodeKind, scoring, wave_scoring
 from nodes.scorers import Aggregation, JudgeGrade, Scorer, split_steps
 from nodes.types import Candidate, Score
 from nodes.vote import plurality_vote, weighted_vote
@@ -97,13 +97,14 @@ def build_best_of_n_graph(
     """
     check_count(n, "n")
     judge: Scorer = scorer or JudgeGrade()
-    score = scoring(judge, aggregation)  # checks the aggregation
+    batch = callable(getattr(judge, "score_many", None))  # a scorer that takes a wave gets it in one call
+    score: NodeKind[Any] = wave_scoring(judge, aggregation) if batch else scoring(judge, aggregation)
 
     def calls(c: Candidate) -> int:
         return (len(split_steps(c["text"])) or 1) if judge.process else 1
 
     plan = propose_then_judge(
-        n, judged="scores", judge="score", final="select", prompt=lambda q, c: q + c["text"], calls=calls
+        n, judged="scores", judge="score", final="select", prompt=lambda q, c: q + c["text"], calls=calls, batch=batch
     )
 
     async def select(state: StrategyState) -> dict[str, Any]:

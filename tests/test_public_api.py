@@ -38,7 +38,8 @@ EXPORTS = {
         "strategies", "vote_graph",
     ],
     "nodes.kinds": [
-        "BUILTIN_KINDS", "CRITIQUE", "PROPOSE", "REVISE", "STEP", "VERIFY", "NodeKind", "Worker", "scoring", "wave_scoring",
+        "BUILTIN_KINDS", "CRITIQUE", "PROPOSE", "REVISE", "STEP", "VERIFY", "NodeKind", "Worker", "scoring",
+        "wave_scoring",
     ],
     "nodes.calls": ["error_line", "failure", "usage_of"],
     "nodes": [

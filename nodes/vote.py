@@ -14,10 +14,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
+from langgraph.errors import NodeError
+
 from nodes.answers import group_answers
+from nodes.calls import failure
 from nodes.types import Candidate, Verdict
 
-__all__ = ["VoteResult", "filter_then_vote", "plurality_vote", "vote", "weighted_vote"]
+__all__ = ["VoteResult", "filter_then_vote", "plurality_vote", "vote", "vote_failed", "weighted_vote"]
 
 
 class VoteResult(TypedDict):
@@ -85,3 +88,23 @@ async def vote(state: Mapping[str, Any]) -> dict[str, Any]:
     """Node: plurality vote over ``state["candidates"]``."""
     result = plurality_vote(state.get("candidates") or [])
     return {"answer": result["answer"], "decision": result}
+
+
+def vote_failed(state: Mapping[str, Any], error: NodeError) -> dict[str, Any]:
+    """Error handler of a final vote or selection node: the run ends with no answer, the decision
+    says why, and the failure is recorded (the samples and the ledger stay in the output)."""
+    recorded = failure(error.node if isinstance(error, NodeError) else "vote", [], error)
+    decision: dict[str, Any] = {
+        "answer": None,
+        "votes": {},
+        "supporters": [],
+        "tie": False,
+        "voters": 0,
+        "error": recorded["error"],
+    }
+    return {
+        "answer": None,
+        "decision": decision,
+        "budget": state.get("budget") or {"exhausted": False, "note": None},
+        "failures": [recorded],
+    }

@@ -4,6 +4,8 @@
   :class:`BudgetReport`, :class:`Plan`, and the final :func:`decided` update;
 - :func:`add_worker`: a node kind (:mod:`nodes.kinds`) with its retry policy and failure handling,
   in one call;
+- :func:`add_final`: the final vote or selection, ending with no answer (and the failure recorded)
+  should it raise;
 - :func:`add_planner`: the planner that returns the next wave of tasks (:func:`wave`) or the
   final node (:func:`finish`), with the barrier semantics built in;
 - waves trimmed to the budget and to ``max_n``: :func:`plan_proposals`, :func:`plan_judging`,
@@ -11,9 +13,9 @@
 
 A whole strategy (Vote, as built in :mod:`graphs.strategies.vote`)::
 
-    from langgraph.graph import END, StateGraph
-    from graphs.compose import (QuestionInput, StrategyOutput, StrategyState, add_planner, add_worker,
-                                decided, finish, plan_proposals, wave)
+    from langgraph.graph import StateGraph
+    from graphs.compose import (QuestionInput, StrategyOutput, StrategyState, add_final, add_planner,
+                                add_worker, decided, finish, plan_proposals, wave)
     from nodes import PROPOSE, RunContext, plurality_vote
 
     async def plan(state, runtime):
@@ -27,14 +29,14 @@ A whole strategy (Vote, as built in :mod:`graphs.strategies.vote`)::
     builder = StateGraph(StrategyState, context_schema=RunContext, input_schema=QuestionInput,
                          output_schema=StrategyOutput)
     add_worker(builder, PROPOSE)
-    builder.add_node("vote", vote)
+    add_final(builder, "vote", vote)
     add_planner(builder, plan, ["propose"], "vote", first="propose")
-    builder.add_edge("vote", END)
 """
 
 from graphs.compose.planner import (
     PLANNER,
     Planner,
+    add_final,
     add_planner,
     add_worker,
     finish,
@@ -63,6 +65,7 @@ __all__ = [
     "QuestionInput",
     "StrategyOutput",
     "StrategyState",
+    "add_final",
     "add_planner",
     "add_worker",
     "check_count",

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from langgraph.errors import NodeError
-from langgraph.graph import START, StateGraph
+from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Command, RetryPolicy, Send
 
@@ -26,10 +26,12 @@ from nodes.endpoint import RETRY_POLICY
 from nodes.kinds import NodeKind
 from nodes.propose import ProposeTask, propose_prompt
 from nodes.types import Candidate
+from nodes.vote import vote_failed
 
 __all__ = [
     "PLANNER",
     "Planner",
+    "add_final",
     "add_planner",
     "add_worker",
     "finish",
@@ -104,6 +106,21 @@ def add_worker(
         error_handler=_recover_to(kind.on_failure, then),
     )
     return node
+
+
+def add_final(
+    builder: StateGraph[Any, Any, Any, Any],
+    name: str,
+    node: Callable[[Any], Awaitable[dict[str, Any]]],
+    *,
+    on_failure: Callable[[Any, NodeError], dict[str, Any]] = vote_failed,
+) -> str:
+    """Add the final node (the vote or selection, which returns :func:`~graphs.compose.decided`)
+    leading to END. Should it raise, ``on_failure`` (default: no answer, the failure recorded)
+    ends the run with the samples and the ledger in the output instead of an exception."""
+    builder.add_node(name, cast(Any, node), error_handler=_recover_to(on_failure, END))
+    builder.add_edge(name, END)
+    return name
 
 
 def add_planner(

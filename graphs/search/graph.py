@@ -21,11 +21,20 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypedDict
 
 from langgraph.errors import NodeError
-from langgraph.graph import END, StateGraph
+from langgraph.graph import StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
-from graphs.compose import BudgetReport, QuestionInput, add_planner, add_worker, check_count, decided, question_of
+from graphs.compose import (
+    BudgetReport,
+    QuestionInput,
+    add_final,
+    add_planner,
+    add_worker,
+    check_count,
+    decided,
+    question_of,
+)
 from nodes.budget import Ledger, add_ledgers, ledger_totals
 from nodes.calls import failure
 from nodes.context import RunContext, context_of
@@ -271,9 +280,8 @@ def build_search_graph(
     )
     add_worker(builder, STEP, retry=retry)
     add_worker(builder, NodeKind("reward", reward, _RewardTask, reward_failed), retry=retry)
-    builder.add_node("select", select)
+    add_final(builder, "select", select)
     add_planner(builder, tally, ["step", "reward"], "select")
-    builder.add_edge("select", END)
     return builder
 
 

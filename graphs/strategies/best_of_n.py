@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, StateGraph
+from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
@@ -23,6 +23,7 @@ from graphs.compose import (
     QuestionInput,
     StrategyOutput,
     StrategyState,
+    add_final,
     add_planner,
     add_worker,
     check_count,
@@ -117,9 +118,8 @@ def build_best_of_n_graph(
     )
     add_worker(builder, PROPOSE, retry=retry)
     add_worker(builder, score, retry=retry)
-    builder.add_node("select", select)
+    add_final(builder, "select", select)
     add_planner(builder, plan, ["propose", "score"], "select", first="propose", max_rounds=2 * n + 3)
-    builder.add_edge("select", END)
     return builder
 
 

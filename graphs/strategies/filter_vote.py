@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, StateGraph
+from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
@@ -22,6 +22,7 @@ from graphs.compose import (
     QuestionInput,
     StrategyOutput,
     StrategyState,
+    add_final,
     add_planner,
     add_worker,
     check_count,
@@ -78,9 +79,8 @@ def build_filter_vote_graph(
     )
     add_worker(builder, PROPOSE, retry=retry)
     add_worker(builder, VERIFY, retry=retry)
-    builder.add_node("vote", vote)
+    add_final(builder, "vote", vote)
     add_planner(builder, plan, ["propose", "verify"], "vote", first="propose", max_rounds=2 * k + 3)
-    builder.add_edge("vote", END)
     return builder
 
 

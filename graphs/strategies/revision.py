@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from langgraph.graph import END, StateGraph
+from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
@@ -33,6 +33,7 @@ from graphs.compose import (
     QuestionInput,
     StrategyOutput,
     StrategyState,
+    add_final,
     add_planner,
     add_worker,
     decided,
@@ -205,10 +206,9 @@ def build_mix_graph(
     kinds: tuple[NodeKind[Any], ...] = (PROPOSE, CRITIQUE, REVISE, scoring(judge, aggregation))
     for kind in kinds:
         add_worker(builder, kind, retry=retry)
-    builder.add_node("select", select_node)
+    add_final(builder, "select", select_node)
     add_planner(builder, plan, ["propose", "critique", "revise", "score"], "select", first="propose",
                 max_rounds=3 * budget + 4)  # fmt: skip
-    builder.add_edge("select", END)
     return builder
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, StateGraph
+from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
@@ -24,6 +24,7 @@ from graphs.compose import (
     QuestionInput,
     StrategyOutput,
     StrategyState,
+    add_final,
     add_planner,
     add_worker,
     check_count,
@@ -74,9 +75,8 @@ def build_vote_graph(
         StrategyState, context_schema=RunContext, input_schema=QuestionInput, output_schema=StrategyOutput
     )
     add_worker(builder, PROPOSE, retry=retry)
-    builder.add_node("vote", vote)
+    add_final(builder, "vote", vote)
     add_planner(builder, plan, ["propose"], "vote", first="propose", max_rounds=k + 2)
-    builder.add_edge("vote", END)
     return builder
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from graphs.cli.main import format_result, main
+from graphs.cli import format_result, main
 
 
 def closed_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from graphs.cli.main import main
+from graphs.cli import main
 from graphs.evaluation import EvalStore
 from nodes import Endpoint
 

@@ -68,7 +68,7 @@ def test_an_eval_whose_vllm_is_killed_and_restarted_loses_and_duplicates_nothing
     plan = EvalPlan(("vote", "filter-vote"), (1, 4))
     dataset = load("arithmetic", per_level=3, levels=["1+1", "2+2"])
     server = EmbeddedServer(LIVE_MODEL, port=port, dtype=LIVE_DTYPE).start()
-    argv = [sys.executable, "-m", "graphs.cli.main", "eval", "--per-level", "3", "--levels", "1+1,2+2",
+    argv = [sys.executable, "-m", "graphs.cli", "eval", "--per-level", "3", "--levels", "1+1,2+2",
             "--strategies", "vote,filter-vote", "--budgets", "1,4", "--max-tokens", "48", "--judge-max-tokens", "24",
             "--concurrency", "2", "--base-url", server.base_url, "--model", server.model.served_name,
             "--out", str(out), "--quiet"]  # fmt: skip

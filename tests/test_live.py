@@ -127,7 +127,7 @@ def test_cli_json_against_the_live_server(live_endpoint: Endpoint) -> None:
     env = {**os.environ, "TTC_API_KEY": "sk-live-test-secret", "TTC_BASE_URL": live_endpoint.base_url,
            "TTC_MODEL": live_endpoint.model}  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, "-m", "graphs.cli.main", "run", "--strategy", "vote", "-k", "3", "--max-tokens", "32",
+        [sys.executable, "-m", "graphs.cli", "run", "--strategy", "vote", "-k", "3", "--max-tokens", "32",
          "--json", "--quiet", "What is 3+4?"],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
@@ -157,7 +157,7 @@ STRATEGY_FLAGS = {
 def test_every_strategy_runs_on_the_real_server(
     strategy: str, live_endpoint: Endpoint, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from graphs.cli.main import main
+    from graphs.cli import main
 
     argv = ["run", "--strategy", strategy, "-k", "2", "--max-tokens", "24", "--judge-max-tokens", "24", "--json",
             "--quiet", "--base-url", live_endpoint.base_url, "--model", live_endpoint.model,

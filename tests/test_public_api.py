@@ -146,7 +146,7 @@ def test_a_strategy_registered_through_an_entry_point_appears_everywhere(
     (info / "entry_points.txt").write_text("[ttc_graphs.strategies]\nvote-twice = my_strategies:TWICE\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     from graphs import registry
-    from graphs.cli.main import build_parser
+    from graphs.cli import build_parser
     from graphs.evaluation import EvalPlan
     from graphs.evaluation.selection import Policy, Route
     from graphs.strategies.router import build_router_graph

@@ -23,7 +23,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from benchmarks.common import free_port, responder, start_responder, stop_process
 from graphs import build_filter_vote_graph, build_vote_graph
-from graphs.cli.main import main
+from graphs.cli import main
 from graphs.evaluation import EvalStore
 from tests.fakes import FakeServer, Request, default_reply
 from tests.faults import FaultProxy
@@ -35,7 +35,7 @@ ARGS = ["eval", "--dataset", "arithmetic", "--per-level", "6", "--levels", "1+1,
 
 def ttc(url: str, out: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTC_")}
-    return subprocess.Popen([sys.executable, "-m", "graphs.cli.main", *ARGS, "--base-url", url, "--out", str(out)],
+    return subprocess.Popen([sys.executable, "-m", "graphs.cli", *ARGS, "--base-url", url, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
 
 
@@ -170,7 +170,7 @@ async def test_an_interrupted_graph_run_resumes_from_its_sqlite_checkpoint(tmp_p
 def test_the_api_key_appears_in_no_output_store_or_error(tmp_path: Path) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTC_")}, "TTC_API_KEY": SECRET}
     with responder() as url:
-        cli = [sys.executable, "-m", "graphs.cli.main"]
+        cli = [sys.executable, "-m", "graphs.cli"]
         runs = [
             [*cli, "run", "--json", "--base-url", url, "--model", "bench", "-k", "2", "What is 3 + 4?"],
             [*cli, *ARGS, "--json", "--base-url", url, "--out", str(tmp_path / "e")],

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graphs.cli.main import build_parser, strategy_options
+from graphs.cli import build_parser, strategy_options
 from nodes import BadModelOutput, PermanentEndpointError
 from nodes.scorers import (
     JudgeGrade,

@@ -51,7 +51,7 @@ def env_without_endpoint() -> dict[str, str]:
 def test_serve_stops_cleanly_on_ctrl_c() -> None:
     port = free_port()
     with subprocess.Popen(
-        [sys.executable, "-m", "graphs.cli.main", "serve", "--model", LIVE_MODEL, "--port", str(port)],
+        [sys.executable, "-m", "graphs.cli", "serve", "--model", LIVE_MODEL, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_without_endpoint(),
     ) as proc:  # fmt: skip
         try:
@@ -75,7 +75,7 @@ def test_serve_stops_cleanly_on_ctrl_c() -> None:
 def test_run_starts_and_stops_the_embedded_server_when_no_endpoint_is_set() -> None:
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "graphs.cli.main", "run", "--server-model", LIVE_MODEL, "--strategy", "vote", "-k", "2",
+        [sys.executable, "-m", "graphs.cli", "run", "--server-model", LIVE_MODEL, "--strategy", "vote", "-k", "2",
          "--max-tokens", "16", "--server-dtype", "float32", "--server-bind", "vllm", "--json", "What is 1+1?"],
         capture_output=True, text=True, env=env_without_endpoint(), timeout=600, check=False,
     )  # fmt: skip

@@ -1,0 +1,128 @@
+"""``ttc eval``: a data set, a plan and a store from the flags; the results, the compute-optimal
+selection and their files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from graphs.cli.parser import strategy_options
+from graphs.cli.run import _context, _endpoint
+from graphs.evaluation import (
+    EvalPlan,
+    EvalStore,
+    Progress,
+    Results,
+    evaluate,
+    format_table,
+    known,
+    method_of,
+    options_key,
+    pending,
+    progress_total,
+    results,
+    store_settings,
+    write_outputs,
+)
+from graphs.evaluation.datasets import Dataset, load
+from graphs.evaluation.selection import Selection, format_selection, plot_selection, select_compute_optimal
+from nodes.endpoint import LLM
+from nodes.errors import ConfigError
+from nodes.server import PACKAGED_MODELS
+
+__all__ = ["format_eval"]
+
+
+def _eval_dataset(args: argparse.Namespace) -> Dataset:
+    options: dict[str, Any] = {}
+    if args.subject and args.dataset != "mmlu":
+        raise ConfigError("--subject is for --dataset mmlu")
+    if args.dataset == "arithmetic":
+        options = {"per_level": args.per_level, "levels": args.levels, "seed": args.question_seed}
+    elif args.dataset == "mmlu" and args.subject:
+        options = {"subjects": args.subject}
+    try:
+        dataset = load(args.dataset, args.data, **options)
+    except ValueError as exc:  # e.g. an unknown arithmetic level
+        raise ConfigError(str(exc)) from None
+    if args.answer_format is None:
+        args.answer_format = dataset.answer_format
+    return dataset.select(args.limit, args.question_seed)
+
+
+def _served_model(args: argparse.Namespace) -> str:
+    """The model name the run will use, known before any server starts."""
+    if args.base_url or os.environ.get("TTC_BASE_URL"):
+        return str(args.model or os.environ.get("TTC_MODEL") or "")
+    return PACKAGED_MODELS[args.server_model].served_name
+
+
+def _eval_plan(args: argparse.Namespace) -> EvalPlan:
+    unknown = [s for s in args.strategies if s not in known()]
+    if unknown:  # before any strategy's options are read
+        raise ConfigError(f"unknown strategies {unknown} (known: {', '.join(known())})")
+    pooled_scorer = None
+    best_of = [s for s in args.strategies if method_of(s) in ("best-of-n", "weighted-best-of-n")]
+    if best_of:
+        pooled_scorer = strategy_options(args, best_of[0])["scorer"]
+    return EvalPlan(
+        strategies=tuple(args.strategies),
+        budgets=tuple(args.budgets),
+        scorer=pooled_scorer,
+        aggregation=args.aggregation,
+        options={s: strategy_options(args, s) for s in args.strategies if not method_of(s)},
+        subsets=args.subsets,
+    )
+
+
+async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results, Selection | None]:
+    dataset = _eval_dataset(args)
+    plan = _eval_plan(args)
+    plan.check_dataset(dataset)
+    out = Path(args.out or f"ttc-eval/{dataset.name}")
+    with EvalStore(out / "store.sqlite") as store:
+        store.check_settings(store_settings(dataset, _served_model(args), args))
+        left = pending(store, dataset, plan)
+        if left:
+            with _endpoint(args) as endpoint:
+                async with LLM(endpoint) as llm:
+                    await llm.check()
+                    ctx = _context(args, llm)
+                    progress = None if args.quiet else Progress(progress_total(dataset, plan))
+                    await evaluate(store, dataset, plan, ctx, concurrency=args.concurrency, progress=progress)
+        elif not args.quiet:
+            print(f"ttc: {out / 'store.sqlite'} holds every result already: no LLM calls", file=sys.stderr)
+        res = results(store, plan, dataset.records, max_n=args.max_n)
+    paths = write_outputs(res, out)
+    report: dict[str, Any] = {"dataset": res.dataset, "model": res.model, "questions": len(res.questions),
+                              "incomplete": res.incomplete, "results": res.table, "out": str(out)}  # fmt: skip
+    sel: Selection | None = None
+    try:
+        options = {f"{s}@{b}": options_key(plan.run_options(s, b)) for s in plan.strategies for b in plan.budgets}
+        sel = select_compute_optimal(res, probe=args.probe, probe_size=args.probe_size, bins=args.bins,
+                                     folds=args.folds, seed=args.question_seed, options=options)  # fmt: skip
+    except ConfigError as exc:
+        report["selection"] = {"skipped": str(exc)}
+    else:
+        report["selection"] = sel.to_dict()
+        (out / "selection.json").write_text(json.dumps(report["selection"], indent=2))
+        (out / "policies.json").write_text(json.dumps(report["selection"]["policies"], indent=2))
+        if "accuracy_vs_calls.png" in paths:
+            plot_selection(sel, out / "compute_optimal.png")
+    report["files"] = sorted(p.name for p in out.iterdir() if p.is_file())
+    return report, res, sel
+
+
+def format_eval(report: dict[str, Any], res: Results, sel: Selection | None) -> str:
+    """The text report of ``ttc eval``: the results table, the compute-optimal selection, the files written."""
+    lines = [format_table(res), ""]
+    if sel is None:
+        lines.append(f"compute-optimal selection skipped: {report['selection']['skipped']}")
+    else:
+        lines.append(format_selection(sel))
+    lines.append(f"written to {report['out']}/: {', '.join(report['files'])}")
+    return "\n".join(lines)

@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 
 from graphs.evaluation import (
     known,
-    method_of,
 )
 from graphs.evaluation.datasets import DATASETS
 from graphs.registry import add_option_flags, get, positive, strategies
@@ -176,7 +175,7 @@ def strategy_options(args: argparse.Namespace, strategy: str) -> dict[str, Any]:
     """The builder keyword arguments a strategy takes from the flags (its size comes apart)."""
     spec = get(strategy)
     options = spec.options_from(args)
-    if spec.scorer is None or method_of(strategy) in ("vote", "filter-vote"):
+    if spec.scorer is None:
         return options
     if args.scorer == "pooling-prm" and not (args.prm_url and args.prm_model):
         raise ConfigError("--scorer pooling-prm needs --prm-url and --prm-model")

@@ -30,7 +30,7 @@ from graphs.evaluation import (
 )
 from graphs.evaluation.datasets import Dataset, load
 from graphs.evaluation.selection import Selection, format_selection, plot_selection, select_compute_optimal
-from graphs.registry import get
+from graphs.registry import strategies
 from nodes.endpoint import LLM
 from nodes.errors import ConfigError
 from nodes.server import PACKAGED_MODELS
@@ -67,7 +67,8 @@ def _eval_plan(args: argparse.Namespace) -> EvalPlan:
     if unknown:  # before any strategy's options are read
         raise ConfigError(f"unknown strategies {unknown} (known: {', '.join(known())})")
     pooled_scorer = None
-    best_of = [s for s in args.strategies if method_of(s) and get(s).scorer]  # pooled, judged by --scorer
+    registered = strategies()
+    best_of = [s for s in args.strategies if s in registered and registered[s].pooled and registered[s].scorer]
     if best_of:
         pooled_scorer = strategy_options(args, best_of[0])["scorer"]
     return EvalPlan(

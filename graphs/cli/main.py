@@ -13,6 +13,7 @@ import asyncio
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -22,7 +23,7 @@ from graphs.cli.run import _run, format_result
 from nodes.errors import ConfigError, EndpointError, ServerError, TTCError
 from nodes.server import EmbeddedServer
 
-__all__ = ["main"]
+__all__ = ["amain", "main"]
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -55,35 +56,55 @@ def _sigterm(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ttc`` with ``argv`` (default the command line); returns the exit status."""
-
     args = build_parser().parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so the embedded server is stopped on the way out.
-    signal.signal(signal.SIGTERM, _sigterm)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C, so the embedded server is stopped on the way out.
+        signal.signal(signal.SIGTERM, _sigterm)
     try:
         if args.command == "serve":
             _serve(args)
             return 0
-        if args.command == "eval":
-            report, res, sel = asyncio.run(_evaluate(args))
-            print(json.dumps(report, indent=2) if args.json else format_eval(report, res, sel))
-            return 0
-        if not args.question.strip():
-            raise ConfigError("the question is empty")
-        result = asyncio.run(_run(args))
-        if not result.get("candidates") and result.get("failures"):  # nothing came back: the run failed
-            first = result["failures"][0]
-            raise EndpointError(first["message"], status=first["status"])
+        return asyncio.run(_command(args))
     except TTCError as exc:
-        print(f"ttc: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return _failed(exc)
     except KeyboardInterrupt:
         print("ttc: interrupted", file=sys.stderr)
         return 130
-    if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
-    else:
-        print(format_result(result))
+
+
+async def amain(argv: Sequence[str]) -> int:
+    """``ttc run`` or ``ttc eval`` from within a running event loop (a notebook cell, an app):
+    ``await amain(["eval", ...])``. The same flags, output and exit status as the command, and the
+    strategies registered in this process (:func:`graphs.registry.register`) are available to it.
+    (``ttc serve`` runs in the foreground: use the command.)"""
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _failed(ConfigError("ttc serve runs in the foreground: start it from the command line"))
+    try:
+        return await _command(args)
+    except TTCError as exc:
+        return _failed(exc)
+
+
+async def _command(args: argparse.Namespace) -> int:
+    """``ttc run`` or ``ttc eval``: prints the result; raises :class:`TTCError` for a failure."""
+    if args.command == "eval":
+        report, res, sel = await _evaluate(args)
+        print(json.dumps(report, indent=2) if args.json else format_eval(report, res, sel))
+        return 0
+    if not args.question.strip():
+        raise ConfigError("the question is empty")
+    result = await _run(args)
+    if not result.get("candidates") and result.get("failures"):  # nothing came back: the run failed
+        first = result["failures"][0]
+        raise EndpointError(first["message"], status=first["status"])
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_result(result))
     return 0
+
+
+def _failed(exc: TTCError) -> int:
+    print(f"ttc: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 2 if isinstance(exc, ConfigError) else 1
 
 
 if __name__ == "__main__":

@@ -208,16 +208,16 @@ def plan_proposals(
     """The next wave of propose requests toward ``k`` samples, split into requests of at most
     the endpoint's ``max_n`` and trimmed to the budget.
 
-    Samples already drawn and samples whose request failed for good count as issued.
+    Samples already drawn (candidates without a ``parent``: revisions are not proposals) and samples
+    whose request failed for good count as issued.
     ``calls_per_sample`` reserves budget for the calls each sample will need later (a
     Filter-Vote sample is also judged), and ``owed`` for the later calls of samples already
     drawn, so a cap never leaves samples that cannot be judged.
     Returns the tasks (empty when done) and a budget report when a cap stopped the proposals.
     """
     question = question_of(state)
-    issued = len(state.get("candidates") or []) + sum(
-        len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose"
-    )
+    proposed = [c for c in state.get("candidates") or [] if c["parent"] is None]  # revisions have a parent
+    issued = len(proposed) + sum(len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose")
     want = k - issued
     if want <= 0:
         return [], None

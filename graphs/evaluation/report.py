@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ def write_outputs(res: Results, out: Path) -> dict[str, Path]:
     try:
         import matplotlib
 
-        matplotlib.use("Agg")
+        if "matplotlib.pyplot" not in sys.modules:  # a notebook's (or an app's) backend is left as it is
+            matplotlib.use("Agg")
     except ImportError:
         return paths
     for axis, label in (("calls", "LLM calls per question"), ("tokens", "tokens per question")):

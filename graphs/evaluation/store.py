@@ -200,14 +200,18 @@ class EvalStore(_SqliteFile):
                  t["prompt_tokens"], t["completion_tokens"], json.dumps(out, default=str)),
             )  # fmt: skip
 
-    def runs(self, strategy: str, budget: int, options: str) -> list[dict[str, Any]]:
+    def runs(self, strategy: str, budget: int, options: str, *, outputs: bool = False) -> list[dict[str, Any]]:
+        """The stored runs of a configuration; with ``outputs``, each run's whole graph output too."""
         rows = self._db.execute(
-            "SELECT qid, answer, correct, calls, prompt_tokens, completion_tokens FROM runs"
+            "SELECT qid, answer, correct, calls, prompt_tokens, completion_tokens, output FROM runs"
             " WHERE strategy = ? AND budget = ? AND options = ?",
             (strategy, budget, options),
         )
         keys = ("qid", "answer", "correct", "calls", "prompt_tokens", "completion_tokens")
-        return [dict(zip(keys, row, strict=True)) for row in rows]
+        return [
+            {**dict(zip(keys, row[:6], strict=True)), **({"output": json.loads(row[6])} if outputs else {})}
+            for row in rows
+        ]
 
     def usage(self, qid: str) -> dict[str, int]:
         row = self._db.execute(

@@ -29,16 +29,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Every benchmark, each printing ratios measured in one run and whether its goal is met (about an hour: the
+# Every benchmark, each printing ratios measured in one run and whether its goal is met (about 40 minutes: the
 # settings sweep and the peers run Qwen2.5-Coder-0.5B on the embedded vLLM; the peers' venv is made once in
 # ~/.cache/ttc-graphs/bench). BENCH_ARGS=--quick for a smoke run, BENCH_ARGS="--only peers" for one suite.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-# Execute both notebooks at full size in place (the real-samples one draws a pool from Qwen2.5-Coder-0.5B on the
-# embedded vLLM: about half an hour on 2 CPU cores, once; the pool is kept in ~/.cache/ttc-graphs/pools).
+# Execute the notebooks at full size in place (the real-samples one draws a pool from Qwen2.5-Coder-0.5B on the
+# embedded vLLM: about half an hour on 2 CPU cores, once; the pool is kept in ~/.cache/ttc-graphs/pools; the
+# composition one runs and evaluates two strategies of its own on the same model: about 10 minutes).
 notebooks: $(STAMP)
-	cd notebooks && ../$(BIN)/jupyter execute --inplace 01_theory.ipynb 02_real_samples.ipynb
+	cd notebooks && ../$(BIN)/jupyter execute --inplace 01_theory.ipynb 02_real_samples.ipynb 03_compose.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -1,6 +1,6 @@
-"""Both notebooks execute headless at a small size (CI), so they can never silently rot.
+"""The notebooks execute headless at a small size (CI), so they can never silently rot.
 
-The real-samples notebook starts the embedded vLLM with the small model, so this is ``live``.
+The real-samples and composition notebooks start the embedded vLLM with the small model, so this is ``live``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.live
-@pytest.mark.parametrize("name", ["01_theory.ipynb", "02_real_samples.ipynb"])
+@pytest.mark.parametrize("name", ["01_theory.ipynb", "02_real_samples.ipynb", "03_compose.ipynb"])
 def test_notebook_executes_at_small_size(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TTC_NOTEBOOK_SIZE", "small")
     monkeypatch.setenv("TTC_FIGURES_DIR", str(tmp_path / "figures"))
     monkeypatch.setenv("TTC_POOL_PATH", str(tmp_path / "pool.sqlite"))
+    monkeypatch.setenv("TTC_EVAL_DIR", str(tmp_path / "eval"))
     monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(

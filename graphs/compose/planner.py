@@ -251,19 +251,22 @@ def plan_judging(
     *,
     kind: str,
     calls: Callable[[Candidate], int] = lambda c: 1,
+    completion_limit: int | None = None,
 ) -> tuple[list[Candidate], BudgetReport | None]:
     """The candidates to judge or score next (those not in ``done``), trimmed to the budget.
 
     ``prompt`` gives a candidate's judge prompt (its length estimates the tokens before any
     ``kind`` call was made); ``calls`` how many LLM calls judging a candidate takes (a process
-    reward model makes one per step). When nothing more fits, the budget report says how many
-    are left unjudged.
+    reward model makes one per step); ``completion_limit`` the calls' completion limit (default the
+    run's ``judge_max_tokens``; a critique's is ``max_tokens``). When nothing more fits, the budget
+    report says how many are left unjudged.
     """
     pending = sorted((c for c in state.get("candidates") or [] if c["index"] not in done), key=lambda c: c["index"])
     if not pending:
         return [], report
     longest = max(pending, key=lambda c: len(c["text"]))
-    per_call = worst_case_tokens(state.get("ledger"), kind, prompt(longest), ctx.judge_max_tokens)
+    limit = ctx.judge_max_tokens if completion_limit is None else completion_limit
+    per_call = worst_case_tokens(state.get("ledger"), kind, prompt(longest), limit)
     want = sum(calls(c) for c in pending)
     allowed = ctx.budget.allowance(state.get("ledger"), want=want, tokens_per_call=per_call)
     chosen, used = [], 0

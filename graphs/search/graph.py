@@ -126,7 +126,7 @@ class _SearchState(TypedDict, total=False):
     failures: Annotated[list[Failure], operator.add]
     ledger: Annotated[Ledger, add_ledgers]
     rounds: Annotated[int, operator.add]
-    plan: dict[str, Any]  # what the tally decided (see graphs.compose.planner.add_tally)
+    plan: dict[str, Any]  # what the tally decided (see graphs.compose.add_planner)
     budget: BudgetReport
     answer: str | None
     decision: dict[str, Any]

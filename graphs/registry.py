@@ -11,8 +11,8 @@ Example:
     >>> spec = get("mix")
     >>> spec.options_at(9, {"select": "vote"})  # mix: about sqrt(budget) chains unless told otherwise
     {'select': 'vote', 'chains': 3}
-    >>> sorted(strategies())[:3]
-    ['beam-search', 'best-of-n', 'dvts']
+    >>> {"vote", "filter-vote", "mix"} <= set(strategies())
+    True
 
 A pyproject entry of a package that ships a strategy::
 

@@ -1,5 +1,6 @@
 """The built-in strategies, each built on the public composition layer (:mod:`graphs.compose`)."""
 
+from graphs.strategies.adaptive_vote import adaptive_vote_graph, build_adaptive_vote_graph
 from graphs.strategies.best_of_n import (
     BestOfNOutput,
     best_of_n_graph,
@@ -15,7 +16,9 @@ __all__ = [
     "BestOfNOutput",
     "FilterVoteOutput",
     "MixOutput",
+    "adaptive_vote_graph",
     "best_of_n_graph",
+    "build_adaptive_vote_graph",
     "build_best_of_n_graph",
     "build_filter_vote_graph",
     "build_mix_graph",

@@ -16,6 +16,7 @@ from graphs.registry import (
     width_within,
 )
 from graphs.search import build_beam_search_graph, build_dvts_graph, build_lookahead_graph, build_rebase_graph
+from graphs.strategies.adaptive_vote import RULES, build_adaptive_vote_graph
 from graphs.strategies.best_of_n import build_best_of_n_graph
 from graphs.strategies.filter_vote import build_filter_vote_graph
 from graphs.strategies.revision import build_mix_graph
@@ -50,8 +51,37 @@ def _revision(n: int, **options: Any) -> StateGraph[Any, Any, Any, Any]:
     return build_mix_graph(n, 1, **options)
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.5 < value <= 1.0:
+        raise ValueError(f"expected a probability above 0.5, got {value}")
+    return value
+
+
 BUILTIN = (
     StrategySpec("vote", build_vote_graph, "k samples, the most common answer", pooled="vote"),
+    StrategySpec(
+        "adaptive-vote",
+        build_adaptive_vote_graph,
+        "at most k samples, drawn in waves until a stopping rule says the winner is decided",
+        (
+            Option(
+                "stop",
+                "--stop",
+                default="beta",
+                choices=RULES,
+                help="adaptive-vote: stopping rule (default beta, Aggarwal et al.)",
+            ),
+            Option(
+                "threshold",
+                "--stop-threshold",
+                _probability,
+                None,
+                help="adaptive-vote: the rule's threshold (beta/dirichlet 0.95, supermajority 0.75)",
+            ),
+            Option("window", "--window", positive, None, help="adaptive-vote: ESC's window (default 8)"),
+        ),
+    ),
     StrategySpec(
         "filter-vote",
         build_filter_vote_graph,

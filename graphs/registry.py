@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal
@@ -171,7 +171,7 @@ def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
         parser.add_argument(option.flag, **kwargs)
 
 
-def _unique_options(specs: Iterator[StrategySpec] | Sequence[StrategySpec] | Any) -> list[Option]:
+def _unique_options(specs: Iterable[StrategySpec]) -> list[Option]:
     seen: dict[str, Option] = {}
     for spec in specs:
         for option in spec.options:

@@ -27,9 +27,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ttc: error: {message} (see `{self.prog} -h`)\n")
 
 
-_positive = positive
-
-
 def _unit_float(text: str) -> float:
     try:
         value = float(text)
@@ -48,7 +45,7 @@ def _names(text: str) -> list[str]:
 
 
 def _budgets(text: str) -> list[int]:
-    return sorted({_positive(n) for n in _names(text)})
+    return sorted({positive(n) for n in _names(text)})
 
 
 def _strategy_args(p: argparse.ArgumentParser) -> None:
@@ -70,8 +67,8 @@ def _strategy_args(p: argparse.ArgumentParser) -> None:
 def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=_unit_float, default=0.7)
     p.add_argument("--judge-temperature", type=_unit_float, default=0.1)
-    p.add_argument("--max-tokens", type=_positive, default=384, help="completion limit per proposal")
-    p.add_argument("--judge-max-tokens", type=_positive, default=384, help="completion limit per judge call")
+    p.add_argument("--max-tokens", type=positive, default=384, help="completion limit per proposal")
+    p.add_argument("--judge-max-tokens", type=positive, default=384, help="completion limit per judge call")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -84,15 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("question", help="the question to answer")
     run.add_argument("--strategy", "-s", choices=sorted([*strategies(), "router"]), default="filter-vote",
                      help="a strategy, or `router` with --policy (from ttc eval)")  # fmt: skip
-    run.add_argument("-k", "-n", type=_positive, default=8, help="number of proposals (default 8)")
+    run.add_argument("-k", "-n", type=positive, default=8, help="number of proposals (default 8)")
     run.add_argument("--policy", help="router: a routing policy file written by `ttc eval` (policies.json)")
     run.add_argument("--policy-budget", help="router: which of the file's token budgets (default the largest)")
     _strategy_args(run)
     run.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"],
                      help="how the answer is asked for and read (default auto; router: its policy's)")  # fmt: skip
     _sampling_args(run)
-    run.add_argument("--max-calls", type=_positive, help="budget cap: most LLM calls")
-    run.add_argument("--max-total-tokens", type=_positive, help="budget cap: most prompt+completion tokens")
+    run.add_argument("--max-calls", type=positive, help="budget cap: most LLM calls")
+    run.add_argument("--max-total-tokens", type=positive, help="budget cap: most prompt+completion tokens")
     _endpoint_args(run)
     run.add_argument("--json", action="store_true", help="print the whole result as JSON")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
@@ -101,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", "-d", choices=["arithmetic", *DATASETS], default="arithmetic")
     ev.add_argument("--data", help="data folder laid out like ../shared/data (or TTC_DATA_DIR)")
     ev.add_argument("--subject", action="append", help="mmlu: a subject (repeatable; default all)")
-    ev.add_argument("--per-level", type=_positive, default=4, help="arithmetic: questions per level (default 4)")
+    ev.add_argument("--per-level", type=positive, default=4, help="arithmetic: questions per level (default 4)")
     ev.add_argument("--levels", type=_names, help="arithmetic: comma-separated levels (default all)")
-    ev.add_argument("--limit", type=_positive, help="evaluate this many questions, drawn with --question-seed")
+    ev.add_argument("--limit", type=positive, help="evaluate this many questions, drawn with --question-seed")
     ev.add_argument("--question-seed", type=int, default=0, help="which questions --limit draws (default 0)")
     ev.add_argument("--strategies", type=_names, default=["vote", "filter-vote"],
                     help=f"comma-separated, from {', '.join(known())} (default vote,filter-vote)")  # fmt: skip
@@ -114,13 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"],
                     help="how answers are asked for and read (default: the data set's)")  # fmt: skip
     _sampling_args(ev)
-    ev.add_argument("--concurrency", type=_positive, default=4, help="questions in flight at once (default 4)")
+    ev.add_argument("--concurrency", type=positive, default=4, help="questions in flight at once (default 4)")
     ev.add_argument("--probe", choices=["agreement", "oracle"], default="agreement",
                     help="compute-optimal: difficulty from the first samples' agreement, or oracle pass@1")  # fmt: skip
-    ev.add_argument("--probe-size", type=_positive, default=4, help="compute-optimal: samples the probe reads")
-    ev.add_argument("--bins", type=_positive, default=3, help="compute-optimal: difficulty bins (default 3)")
-    ev.add_argument("--folds", type=_positive, default=2, help="compute-optimal: cross-validation folds (default 2)")
-    ev.add_argument("--subsets", type=_positive, default=2000,
+    ev.add_argument("--probe-size", type=positive, default=4, help="compute-optimal: samples the probe reads")
+    ev.add_argument("--bins", type=positive, default=3, help="compute-optimal: difficulty bins (default 3)")
+    ev.add_argument("--folds", type=positive, default=2, help="compute-optimal: cross-validation folds (default 2)")
+    ev.add_argument("--subsets", type=positive, default=2000,
                     help="best-of-n: most subsets per budget enumerated (beyond: that many drawn)")  # fmt: skip
     _endpoint_args(ev)
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -128,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the embedded vLLM server until Ctrl-C")
     serve.add_argument("--model", choices=sorted(PACKAGED_MODELS), default=DEFAULT_MODEL)
-    serve.add_argument("--port", type=_positive, default=8000)
+    serve.add_argument("--port", type=positive, default=8000)
     _server_args(serve, prefix="")
     return parser
 
@@ -153,8 +150,8 @@ def _endpoint_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--server-model", choices=sorted(PACKAGED_MODELS), default=DEFAULT_MODEL,
                    help=f"packaged model of the embedded server (default {DEFAULT_MODEL})")  # fmt: skip
     _server_args(g, prefix="server-")
-    g.add_argument("--max-concurrency", type=_positive, default=16, help="requests in flight at once")
-    g.add_argument("--max-n", type=_positive, default=64, help="most samples per request (1: server lacks n)")
+    g.add_argument("--max-concurrency", type=positive, default=16, help="requests in flight at once")
+    g.add_argument("--max-n", type=positive, default=64, help="most samples per request (1: server lacks n)")
     g.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
 
 

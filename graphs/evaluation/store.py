@@ -119,6 +119,13 @@ class EvalStore(_SqliteFile):
                 elif row != (r.question, r.answer):
                     raise ConfigError(f"store {self.path}: question {r.qid!r} is stored with another text or answer")
 
+    def record(self, qid: str) -> Record:
+        """One stored question (``KeyError`` if the store does not hold it)."""
+        row = self._db.execute("SELECT question, reference, info FROM questions WHERE qid = ?", (qid,)).fetchone()
+        if row is None:
+            raise KeyError(qid)
+        return Record(qid, row[0], row[1], json.loads(row[2]))
+
     def records(self) -> list[Record]:
         rows = self._db.execute("SELECT qid, question, reference, info FROM questions ORDER BY position, qid")
         return [Record(qid, q, ref, json.loads(info)) for qid, q, ref, info in rows]

@@ -18,7 +18,7 @@ from graphs.evaluation.run import draw_samples, judge_graph, judge_samples
 from graphs.evaluation.store import EvalStore
 from graphs.lab.pool import QuestionPool
 from nodes.answers import AnswerFormat, extract_answer
-from nodes.budget import Ledger, add_ledgers
+from nodes.budget import Ledger
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
 from nodes.errors import ConfigError
@@ -73,9 +73,7 @@ class Pool(EvalStore):
         :func:`nodes.answers.extract_answer` (in the pool's answer format), so an improved
         extractor applies to samples drawn before it; otherwise the answers as stored.
         """
-        record = next((r for r in self.records() if r.qid == qid), None)
-        if record is None:
-            raise KeyError(qid)
+        record = self.record(qid)
         samples = self.samples(qid)[: limit if limit is not None else None]
         fmt: AnswerFormat = self.settings().get("answer_format", "auto")
         answers = [extract_answer(s["text"], fmt) if reextract else s["answer"] for s in samples]
@@ -90,15 +88,16 @@ class Pool(EvalStore):
 
     def ledger(self) -> Ledger:
         """The tokens and calls spent on every sample and filter verdict in the pool."""
-        ledger: Ledger = {}
-        for qid in self.qids():
-            usage = self.usage(qid)
-            ledger = add_ledgers(ledger, {"propose": {**usage}})  # type: ignore[typeddict-item]
-            for j in self.judgements(qid, FILTER_SCORER):
-                ledger = add_ledgers(ledger, {"verify": {"requests": 1, "calls": j["calls"],
-                                                          "prompt_tokens": j["prompt_tokens"],
-                                                          "completion_tokens": j["completion_tokens"]}})  # fmt: skip
-        return ledger
+        totals = "COALESCE(SUM(calls), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
+        fields = ("requests", "calls", "prompt_tokens", "completion_tokens")
+        proposed = self._db.execute(f"SELECT COALESCE(SUM(requests), 0), {totals} FROM sample_usage").fetchone()
+        judged = self._db.execute(
+            f"SELECT COUNT(*), {totals} FROM judgements WHERE scorer = ?", (FILTER_SCORER,)
+        ).fetchone()
+        return {
+            "propose": dict(zip(fields, proposed, strict=True)),  # type: ignore[dict-item]
+            "verify": dict(zip(fields, judged, strict=True)),  # type: ignore[dict-item]
+        }
 
     async def extend(
         self,

@@ -81,9 +81,10 @@ class StoppingRule(Protocol):
     @property
     def name(self) -> str: ...
 
-    def more(self, counts: Sequence[int], drawn: int) -> int:
+    def more(self, counts: Sequence[int], drawn: int, answers: Sequence[str | None] = ()) -> int:
         """``counts``: each stated answer's count, largest first; ``drawn``: samples so far
-        (those stating no answer included). Returns the next wave's size (0: stop)."""
+        (those stating no answer included); ``answers``: the samples' answers in sample order.
+        Returns the next wave's size (0: stop)."""
         ...
 
 
@@ -106,7 +107,7 @@ class BetaRule:
     step: int = 1
     name: str = "beta"
 
-    def more(self, counts: Sequence[int], drawn: int) -> int:
+    def more(self, counts: Sequence[int], drawn: int, answers: Sequence[str | None] = ()) -> int:
         if not drawn:
             return self.step
         v1, v2 = [*counts, 0, 0][:2]
@@ -120,7 +121,7 @@ class DirichletRule:
     draws: int = 4000
     name: str = "dirichlet"
 
-    def more(self, counts: Sequence[int], drawn: int) -> int:
+    def more(self, counts: Sequence[int], drawn: int, answers: Sequence[str | None] = ()) -> int:
         if not drawn:
             return self.step
         if not counts or not counts[0]:
@@ -138,8 +139,9 @@ class WindowRule:
     window: int = 8
     name: str = "esc"
 
-    def more(self, counts: Sequence[int], drawn: int) -> int:
-        return self.window  # the planner checks the last window's agreement (see below)
+    def more(self, counts: Sequence[int], drawn: int, answers: Sequence[str | None] = ()) -> int:
+        last = list(answers[-self.window :]) if drawn and drawn % self.window == 0 else []
+        return 0 if last and None not in last and len(_counts(last)) == 1 else self.window
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class SupermajorityRule:
     start: int = 2
     name: str = "supermajority"
 
-    def more(self, counts: Sequence[int], drawn: int) -> int:
+    def more(self, counts: Sequence[int], drawn: int, answers: Sequence[str | None] = ()) -> int:
         if not drawn:
             return self.start
         stated = sum(counts)
@@ -180,6 +182,12 @@ def _counts(answers: Sequence[str | None]) -> list[int]:
     return sorted((len(g.members) for g in group_answers(list(answers))), reverse=True)
 
 
+def _drawn(state: StrategyState) -> int:
+    """Samples drawn so far: those that came back and those whose request failed for good."""
+    failed = sum(len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose")
+    return len(state.get("candidates") or []) + failed
+
+
 def build_adaptive_vote_graph(
     k: int = 16,
     *,
@@ -205,25 +213,17 @@ def build_adaptive_vote_graph(
 
     async def plan(state: StrategyState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)
-        candidates = sorted(state.get("candidates") or [], key=lambda c: c["index"])
-        failed = sum(len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose")
-        drawn = len(candidates) + failed
-        answers = [c["answer"] for c in candidates]
-        if isinstance(rule, WindowRule):  # ESC: stop after a window whose stated answers all agree
-            last = answers[-rule.window :] if drawn and drawn % rule.window == 0 else []
-            size = 0 if last and None not in last and len(_counts(last)) == 1 else rule.window
-        else:
-            size = rule.more(_counts(answers), drawn)
+        answers = [c["answer"] for c in sorted(state.get("candidates") or [], key=lambda c: c["index"])]
+        drawn = _drawn(state)
+        size = rule.more(_counts(answers), drawn, answers)
         target = min(k, drawn + size)
         tasks, report = plan_proposals(state, ctx, target) if size and drawn < k else ([], None)
         extra = {"budget": report} if report else {}
         return wave("propose", tasks, **extra) if tasks else finish("vote", **extra)
 
     async def vote(state: StrategyState) -> dict[str, Any]:
-        candidates = state.get("candidates") or []
-        failed = sum(len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose")
-        result = plurality_vote(candidates)
-        return decided(state, {**result, "drawn": len(candidates) + failed, "cap": k, "rule": rule.name})
+        result = plurality_vote(state.get("candidates") or [])
+        return decided(state, {**result, "drawn": _drawn(state), "cap": k, "rule": rule.name})
 
     builder = StateGraph(
         StrategyState, context_schema=RunContext, input_schema=QuestionInput, output_schema=StrategyOutput

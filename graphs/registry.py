@@ -46,9 +46,11 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "ttc_graphs.strategies"
 
-PooledMethod = Literal["vote", "filter-vote", "best-of-n", "weighted-best-of-n"]
-"""How ``ttc eval`` computes a strategy from one sample pool per question, exactly over subsets
-(:mod:`graphs.evaluation`); a strategy without one is run as a graph per question and budget."""
+PooledMethod = Literal["vote", "filter-vote", "best-of-n", "weighted-best-of-n", "adaptive-vote", "deepconf"]
+"""How ``ttc eval`` computes a strategy from one sample pool per question, exactly over subsets or
+sample orders (:mod:`graphs.evaluation`), with the strategy's options (``adaptive-vote``: its
+stopping rule; ``deepconf``: its confidence measure); a strategy without one is run as a graph
+per question and budget."""
 
 Builder = Callable[..., StateGraph[Any, Any, Any, Any]]
 """``builder(size, **options)``: the strategy's uncompiled graph with ``size`` samples (k or n)."""

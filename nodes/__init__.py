@@ -24,8 +24,19 @@ from nodes.errors import (
     TTCError,
     transient_status,
 )
-from nodes.kinds import BUILTIN_KINDS, CRITIQUE, PROPOSE, REVISE, STEP, VERIFY, NodeKind, Worker, scoring
-from nodes.propose import ProposeTask, propose, propose_failed, propose_prompt
+from nodes.kinds import (
+    BUILTIN_KINDS,
+    CRITIQUE,
+    PROPOSE,
+    PROPOSE_STREAMED,
+    REVISE,
+    STEP,
+    VERIFY,
+    NodeKind,
+    Worker,
+    scoring,
+)
+from nodes.propose import ProposeTask, StreamTask, propose, propose_failed, propose_prompt, propose_streamed
 from nodes.revise import Attempt, ReviseTask, revise, revise_failed
 from nodes.score import ScoreTask, score_failed, score_node
 from nodes.scorers import Scored, Scorer
@@ -41,6 +52,7 @@ __all__ = [
     "FILTER_PROMPT",
     "LLM",
     "PROPOSE",
+    "PROPOSE_STREAMED",
     "RETRY_POLICY",
     "REVISE",
     "STEP",
@@ -70,6 +82,7 @@ __all__ = [
     "Scorer",
     "ServerError",
     "StepTask",
+    "StreamTask",
     "TTCError",
     "TransientEndpointError",
     "Verdict",
@@ -94,6 +107,7 @@ __all__ = [
     "propose",
     "propose_failed",
     "propose_prompt",
+    "propose_streamed",
     "revise",
     "revise_failed",
     "score_failed",

@@ -30,6 +30,9 @@ class RunContext:
         judge_max_tokens: completion limit of verify calls.
         answer_format: how final answers are read (see :func:`nodes.answers.extract_answer`).
         budget: optional caps on calls and tokens.
+        top_logprobs: how many top logprobs a token proposals ask for (0: none; at most the
+            server's limit, vLLM's is 20). With them each candidate carries its token
+            confidences (:mod:`nodes.confidence`), which DeepConf weighs.
     """
 
     llm: LLM
@@ -40,8 +43,11 @@ class RunContext:
     judge_max_tokens: int = 512
     answer_format: AnswerFormat = "auto"
     budget: Budget = field(default_factory=Budget)
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.top_logprobs <= 20:
+            raise ConfigError(f"top_logprobs is between 0 and 20, got {self.top_logprobs}")
         if not 0.0 <= self.temperature <= 2.0 or not 0.0 <= self.judge_temperature <= 2.0:
             raise ConfigError("temperatures must be between 0 and 2")
         if self.max_tokens < 1 or self.judge_max_tokens < 1:

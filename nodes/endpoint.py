@@ -15,7 +15,7 @@ import asyncio
 import json
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,6 +256,94 @@ class LLM:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             logprobs=[c.get("logprobs") for c in choices],
             stop_reasons=[c.get("stop_reason") for c in choices],
+        )
+
+    async def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        on_token: Callable[[dict[str, Any]], bool] | None = None,
+        seed: int | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 512,
+        prompt_tokens: int = 0,
+        **extra: Any,
+    ) -> Completion:
+        """One streamed chat request of one sample; ``on_token`` sees each generated token's
+        logprobs entry (``{"token", "logprob", "top_logprobs"}``, with ``logprobs``/``top_logprobs``
+        in ``extra``) and returns True to stop it. Stopping closes the connection, which makes vLLM
+        abort the request (it stops generating); the Completion's finish reason is then
+        ``"stopped"``. Cancelling the awaiting task closes it the same way.
+
+        Usage comes from the server's own counters when it streams them (``stream_options``
+        ``include_usage``, and vLLM's ``continuous_usage_stats`` so a stopped stream knows them
+        too); otherwise the completion tokens are the tokens received and the prompt tokens
+        ``prompt_tokens`` (what a non-streamed request of the same prompt reported).
+        """
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": [_message_dict(m) for m in messages],
+            "temperature": temperature,
+            "max_completion_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            **{k: v for k, v in extra.items() if k != "extra_body"},
+            **(extra.get("extra_body") or {}),
+        }
+        if seed is not None:
+            body["seed"] = seed
+        clients = self._for_loop()
+        url = self.endpoint.base_url
+        parts: list[str] = []
+        entries: list[Any] = []
+        finish: str | None = None
+        stop_reason: Any = None
+        usage: dict[str, Any] = {}
+        async with clients.limit:
+            try:
+                async with clients.http.stream(
+                    "POST", f"{url}/chat/completions", content=json.dumps(body), headers=self._headers,
+                    timeout=self.endpoint.request_timeout,
+                ) as response:  # fmt: skip
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise status_error(response.status_code, _response_message(response), base_url=url)
+                    async for line in response.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            break
+                        try:
+                            chunk = json.loads(data)
+                        except json.JSONDecodeError as exc:
+                            raise BadModelOutput(f"endpoint {url} streamed invalid JSON") from exc
+                        if isinstance(chunk, dict) and "error" in chunk:
+                            raise status_error(502, _said(chunk) or "error in stream", base_url=url)
+                        usage = (chunk.get("usage") if isinstance(chunk, dict) else None) or usage
+                        stopped = False
+                        for choice in chunk.get("choices") or [] if isinstance(chunk, dict) else []:
+                            parts.append(str((choice.get("delta") or {}).get("content") or ""))
+                            finish = choice.get("finish_reason") or finish
+                            stop_reason = choice.get("stop_reason", stop_reason)
+                            for entry in (choice.get("logprobs") or {}).get("content") or []:
+                                entries.append(entry)
+                                stopped = stopped or bool(on_token and on_token(entry))
+                        if stopped:
+                            finish = "stopped"
+                            break
+            except httpx.TimeoutException as exc:
+                raise TransientEndpointError(f"endpoint {url} timed out", base_url=url) from exc
+            except httpx.TransportError as exc:
+                raise TransientEndpointError(f"endpoint {url} could not be reached", base_url=url) from exc
+        received = len(entries) if entries else 0
+        return Completion(
+            texts=["".join(parts)],
+            finish_reasons=[finish],
+            prompt_tokens=int(usage.get("prompt_tokens") or prompt_tokens),
+            completion_tokens=max(int(usage.get("completion_tokens") or 0), received),
+            logprobs=[{"content": entries}],
+            stop_reasons=[stop_reason],
         )
 
     async def check(self) -> None:

@@ -29,7 +29,7 @@ from langgraph.runtime import Runtime
 
 from nodes.context import RunContext
 from nodes.critique import CritiqueTask, critique, critique_failed
-from nodes.propose import ProposeTask, propose, propose_failed
+from nodes.propose import ProposeTask, StreamTask, propose, propose_failed, propose_streamed, propose_streamed_failed
 from nodes.revise import ReviseTask, revise, revise_failed
 from nodes.score import ScoreTask, ScoreWaveNode, ScoreWaveTask, score_failed, score_node, score_wave_failed
 from nodes.scorers import Aggregation, Scorer
@@ -40,6 +40,7 @@ __all__ = [
     "BUILTIN_KINDS",
     "CRITIQUE",
     "PROPOSE",
+    "PROPOSE_STREAMED",
     "REVISE",
     "STEP",
     "VERIFY",
@@ -76,6 +77,9 @@ class NodeKind(Generic[TaskT]):
 
 PROPOSE: NodeKind[ProposeTask] = NodeKind("propose", propose, ProposeTask, propose_failed)
 """Sample candidates: ``n`` per request (:mod:`nodes.propose`)."""
+PROPOSE_STREAMED: NodeKind[StreamTask] = NodeKind("propose", propose_streamed, StreamTask, propose_streamed_failed)
+"""Stream a wave of samples with token logprobs, stopping the unconfident ones (DeepConf online,
+:func:`nodes.propose.propose_streamed`); its samples are proposals like :data:`PROPOSE`'s."""
 CRITIQUE: NodeKind[CritiqueTask] = NodeKind("critique", critique, CritiqueTask, critique_failed)
 """Written feedback on one candidate (:mod:`nodes.critique`)."""
 REVISE: NodeKind[ReviseTask] = NodeKind("revise", revise, ReviseTask, revise_failed)

@@ -20,6 +20,8 @@ class Candidate(TypedDict):
     finish_reason: str | None  # "stop", or "length" when cut off at max_tokens
     seed: int | None  # the request's seed (samples of one n-request share it)
     parent: int | None  # for revisions: the candidate this one revises
+    tokens: NotRequired[int]  # completion tokens of this sample, when the server said (with logprobs)
+    confidences: NotRequired[list[float]]  # each token's confidence (nodes.confidence), when logprobs were asked
 
 
 VerdictLabel = Literal["correct", "wrong", "unparseable", "error"]

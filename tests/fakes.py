@@ -7,10 +7,11 @@ order. Usage is counted in whitespace tokens so tests can check the ledger exact
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,43 @@ class FakeServer:
     fault: Fault | None = None
     model: str = "fake-model"
     requests: list[dict[str, Any]] = field(default_factory=list)
+    confidence: Callable[[Request, list[str]], list[float]] | None = None  # each word's token confidence
+    streamed: list[int] = field(default_factory=list)  # words each streamed reply had, in request order
+
+    def _token_logprobs(self, req: Request, text: str, k: int) -> dict[str, Any]:
+        """Word-level logprobs whose top-``k`` mean is minus the word's confidence (:attr:`confidence`)."""
+        if self.confidence is None:
+            return yes_no_logprobs(text)
+        words = text.split()
+        confs = self.confidence(req, words)
+        return {"content": [{"token": w, "logprob": -c, "top_logprobs": [{"token": w, "logprob": -c}] * max(k, 1)}
+                            for w, c in zip(words, confs, strict=True)]}  # fmt: skip
+
+    def _stream(self, req: Request, text: str, body: dict[str, Any], prompt_tokens: int) -> httpx.Response:
+        """The reply as Server-Sent Events: one chunk a word, usage in every chunk (vLLM's continuous usage)."""
+        words = text.split()
+        logprobs = (
+            self._token_logprobs(req, text, body.get("top_logprobs") or 0)["content"] if body.get("logprobs") else []
+        )
+        self.streamed.append(len(words))
+        lines = []
+        for i, w in enumerate(words):
+            choice: dict[str, Any] = {"index": 0, "delta": {"content": (" " if i else "") + w}, "finish_reason": None}
+            if logprobs:
+                choice["logprobs"] = {"content": [logprobs[i]]}
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": i + 1}
+            lines.append("data: " + json.dumps({"choices": [choice], "usage": usage}))
+        done = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
+        lines.append("data: " + json.dumps({"choices": [done], "usage": usage}))
+        lines.append("data: [DONE]")
+
+        async def events() -> AsyncIterator[bytes]:
+            for line in lines:  # one event at a time, letting other streams run in between
+                await asyncio.sleep(0)
+                yield (line + "\n\n").encode()
+
+        return httpx.Response(200, content=events(), headers={"content-type": "text/event-stream"})
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/models"):
@@ -121,6 +159,13 @@ class FakeServer:
             )
             for i in range(n)
         ]
+        if body.get("stream"):
+            req = Request(prompt, body.get("seed"), 0, 1, body.get("temperature"), body.get("max_completion_tokens"))
+            return self._stream(req, texts[0], body, tokens(prompt))
+        requests = [
+            Request(prompt, body.get("seed"), i, n, body.get("temperature"), body.get("max_completion_tokens"))
+            for i in range(n)
+        ]
         return httpx.Response(
             200,
             json={
@@ -133,7 +178,11 @@ class FakeServer:
                         "index": i,
                         "message": {"role": "assistant", "content": t},
                         "finish_reason": "stop",
-                        **({"logprobs": yes_no_logprobs(t)} if body.get("logprobs") else {}),
+                        **(
+                            {"logprobs": self._token_logprobs(requests[i], t, body.get("top_logprobs") or 0)}
+                            if body.get("logprobs")
+                            else {}
+                        ),
                     }
                     for i, t in enumerate(texts)
                 ],

@@ -99,7 +99,7 @@ def test_the_dirichlet_rule_is_reproducible_and_agrees_with_beta_on_two_answers(
 
 
 def test_rules_and_registry() -> None:
-    assert "adaptive-vote" in strategies() and get("adaptive-vote").pooled is None
+    assert "adaptive-vote" in strategies() and get("adaptive-vote").pooled == "adaptive-vote"
     with pytest.raises(ConfigError, match="unknown stopping rule"):
         make_rule("coin")
     with pytest.raises(ConfigError, match=r"above 0\.5"):

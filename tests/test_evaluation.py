@@ -222,9 +222,11 @@ async def test_a_store_refuses_other_settings(fake: FakeServer) -> None:
 
 def test_duplicate_rows_are_impossible() -> None:
     store = EvalStore(":memory:")
-    store._db.execute("INSERT INTO samples VALUES ('q', 0, 't', '1', 'stop', 0, 1)")
+    columns = "qid, idx, text, answer, finish_reason, seed, correct"
+    row = f"INSERT INTO samples ({columns}) VALUES ('q', 0, 't', '1', 'stop', 0, 1)"
+    store._db.execute(row)
     with pytest.raises(sqlite3.IntegrityError):
-        store._db.execute("INSERT INTO samples VALUES ('q', 0, 't', '1', 'stop', 0, 1)")
+        store._db.execute(row)
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,7 @@ def _eval_plan(args: argparse.Namespace) -> EvalPlan:
         aggregation=args.aggregation,
         options={s: strategy_options(args, s) for s in args.strategies if not method_of(s)},
         subsets=args.subsets,
+        logprobs=args.logprobs,
     )
 
 
@@ -87,7 +88,9 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results, 
     plan.check_dataset(dataset)
     out = Path(args.out or f"ttc-eval/{dataset.name}")
     with EvalStore(out / "store.sqlite") as store:
-        store.check_settings(store_settings(dataset, _served_model(args), args))
+        plan = plan.for_store(store)
+        args.pool_logprobs = plan.top_logprobs  # what the pool's proposals ask for, and a store setting
+        store.check_settings({**store_settings(dataset, _served_model(args), args), "top_logprobs": plan.top_logprobs})
         left = pending(store, dataset, plan)
         if left:
             with _endpoint(args) as endpoint:

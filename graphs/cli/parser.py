@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--probe-size", type=positive, default=4, help="compute-optimal: samples the probe reads")
     ev.add_argument("--bins", type=positive, default=3, help="compute-optimal: difficulty bins (default 3)")
     ev.add_argument("--folds", type=positive, default=2, help="compute-optimal: cross-validation folds (default 2)")
+    ev.add_argument("--logprobs", type=int, default=None, metavar="K",
+                    help="top logprobs each pool sample keeps as token confidences, 0-20 (default: 20 when a "
+                         "planned strategy weighs confidence, like deepconf, else 0)")  # fmt: skip
     ev.add_argument("--subsets", type=positive, default=2000,
                     help="best-of-n: most subsets per budget enumerated (beyond: that many drawn)")  # fmt: skip
     _endpoint_args(ev)

@@ -98,6 +98,7 @@ def _context(args: argparse.Namespace, llm: LLM) -> RunContext:
         judge_max_tokens=args.judge_max_tokens,
         answer_format=fmt,
         budget=Budget(max_calls=getattr(args, "max_calls", None), max_tokens=getattr(args, "max_total_tokens", None)),
+        top_logprobs=getattr(args, "pool_logprobs", 0),
     )
 
 
@@ -157,9 +158,22 @@ def format_result(result: dict[str, Any]) -> str:
     lines.append(
         "votes: " + (", ".join(shown) or "none") + (" (tie broken by first seen)" if decision.get("tie") else "")
     )
-    if result.get("verdicts") or "kept" in decision:  # a filter-vote (routed to, or run)
+    if "confidences" in decision or "threshold" in decision:  # deepconf, offline or online
+        confidences = decision.get("confidences") or {}
+        shown_conf = ", ".join(f"#{i} {c:.2f}" for i, c in sorted(confidences.items(), key=lambda kv: int(kv[0]))
+                               if c is not None)  # fmt: skip
+        if shown_conf:
+            lines.append(f"confidence: {shown_conf}")
+        if decision.get("threshold") is not None:
+            lines.append(f"threshold: {decision['threshold']:.3f} (from the warm-up)")
+        if decision.get("stopped") or decision.get("cancelled"):
+            lines.append(f"stopped early: samples {decision.get('stopped') or []} (low confidence), "
+                         f"{decision.get('cancelled') or []} (consensus reached)")  # fmt: skip
+        lines.append("confidence: none came back, plurality vote" if decision.get("fallback")
+                     else f"voted: samples {decision.get('kept') or []}")  # fmt: skip
+    elif result.get("verdicts") or "kept" in decision:  # a filter-vote (routed to, or run)
         counts: dict[str, int] = {}
-        for v in result["verdicts"]:
+        for v in result.get("verdicts") or []:
             counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
         lines.append("verdicts: " + (", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"))
         kept = decision.get("kept") or []

@@ -19,6 +19,7 @@ from nodes.verify import FILTER_PROMPT, filter_prompt
 
 __all__ = [
     "CODE_METHODS",
+    "CONFIDENCE_METHODS",
     "FILTER_SCORER",
     "ORACLES",
     "EvalPlan",
@@ -35,6 +36,7 @@ ORACLES = ("pass@k",)
 """Computed from the pools beside the strategies: ``pass@k`` counts a question solved when any of
 ``k`` samples is right."""
 CODE_METHODS = ("best-of-n", "pass@k")  # code has no answer to vote on
+CONFIDENCE_METHODS = ("deepconf",)  # pooled methods that weigh the samples' token confidences
 
 
 def known() -> list[str]:
@@ -103,8 +105,10 @@ class EvalPlan:
         scorer: the verifier of the Best-of-N family and of the direct strategies that use one.
         aggregation: how a process scorer's step scores become one.
         options: structural keyword arguments of the direct strategies' builders, by strategy.
-        subsets: the most subsets enumerated per budget for Best-of-N; beyond it, that many are
-            drawn with a fixed seed.
+        subsets: the most subsets enumerated per budget for Best-of-N and DeepConf; beyond it,
+            that many are drawn with a fixed seed.
+        logprobs: top logprobs a pool sample asks for, kept as its token confidences (None: 20
+            when a pooled method weighs confidence, else 0); see :attr:`top_logprobs`.
     """
 
     strategies: tuple[str, ...]
@@ -113,6 +117,7 @@ class EvalPlan:
     aggregation: Aggregation = "last"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     subsets: int = 2000
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -132,6 +137,10 @@ class EvalPlan:
             raise ConfigError("best-of-n and weighted-best-of-n need a scorer")
         if self.subsets < 1:
             raise ConfigError("subsets must be positive")
+        if self.logprobs is not None and not 0 <= self.logprobs <= 20:
+            raise ConfigError(f"logprobs is between 0 and 20, got {self.logprobs}")
+        if self.logprobs == 0 and any(method_of(s) in CONFIDENCE_METHODS for s in self.strategies):
+            raise ConfigError("deepconf weighs token confidences: its pool needs logprobs (--logprobs 1-20)")
 
     @property
     def pooled(self) -> list[str]:
@@ -145,6 +154,19 @@ class EvalPlan:
     def pool_size(self) -> int:
         """Samples per question in the pool: the largest budget (0 without pooled strategies)."""
         return max(self.budgets) if self.pooled else 0
+
+    def for_store(self, store: EvalStore) -> EvalPlan:
+        """This plan, taking the store's logprobs setting when it leaves them to be chosen (a
+        vote-only run on a store drawn with logprobs keeps drawing them)."""
+        stored = store.settings().get("top_logprobs")
+        return dataclasses.replace(self, logprobs=stored) if self.logprobs is None and stored else self
+
+    @property
+    def top_logprobs(self) -> int:
+        """Top logprobs the pool's proposals ask for (0: none)."""
+        if self.logprobs is not None:
+            return self.logprobs
+        return 20 if any(method_of(s) in CONFIDENCE_METHODS for s in self.pooled) else 0
 
     @property
     def needs_scorer(self) -> bool:
@@ -192,7 +214,7 @@ def store_settings(dataset: Dataset, model: str, sampling: Any) -> dict[str, Any
     Budgets and strategies may grow between runs of one store; these may not change."""
     keys = ("temperature", "max_tokens", "judge_temperature", "judge_max_tokens", "seed", "answer_format")
     return {"dataset": dataset.name, "model": model, **{k: getattr(sampling, k) for k in keys},
-            "prompts": prompts_fingerprint()}  # fmt: skip
+            "top_logprobs": getattr(sampling, "top_logprobs", 0), "prompts": prompts_fingerprint()}  # fmt: skip
 
 
 def pending(store: EvalStore, dataset: Dataset, plan: EvalPlan) -> int:

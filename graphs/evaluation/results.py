@@ -16,13 +16,17 @@ import numpy as np
 from graphs.evaluation.datasets import Record
 from graphs.evaluation.plan import FILTER_SCORER, EvalPlan, method_of, options_key, scorer_key
 from graphs.evaluation.store import EvalStore
+from graphs.lab.adaptive import subset_adaptive_vote
 from graphs.lab.pool import QuestionPool, bootstrap_band, pool_curves
 from graphs.lab.scaling import pass_at_k
+from graphs.strategies.adaptive_vote import make_rule
 from nodes.answers import equivalent, group_answers
+from nodes.confidence import ConfidenceMeasure, keep_most_confident, trace_confidence
+from nodes.errors import ConfigError
 from nodes.scorers import aggregate
 from nodes.types import Candidate, Score
 
-__all__ = ["Results", "prefix_accuracy", "results", "subset_selection_accuracy"]
+__all__ = ["Results", "prefix_accuracy", "results", "subset_confidence_accuracy", "subset_selection_accuracy"]
 
 # -- results ------------------------------------------------------------------------------------
 
@@ -81,6 +85,41 @@ def _expected_vote(candidates: Sequence[Candidate], weights: dict[int, float], r
     totals = [sum(weights.get(candidates[m]["index"], 0.0) for m in g.members) for g in groups]
     tied = [g for g, t in zip(groups, totals, strict=True) if t == max(totals)]
     return sum(len(g.members) for g in tied if right(g.answer)) / sum(len(g.members) for g in tied)
+
+
+def subset_confidence_accuracy(
+    candidates: Sequence[Candidate],
+    k: int,
+    *,
+    reference: str,
+    measure: ConfidenceMeasure = "bottom10",
+    keep: float = 10.0,
+    window: int = 2048,
+    limit: int = 2000,
+    seed: str = "",
+) -> float:
+    """Expected accuracy of offline DeepConf (:func:`graphs.strategies.deepconf.confidence_vote`)
+    with ``k`` of the candidates: over every ``k``-subset (or ``limit`` drawn with a fixed seed)
+    and the order of each, which splits ties among the leaders by their samples as the vote's
+    first-seen rule does. Candidates carry their token ``confidences``."""
+    confidences = {c["index"]: trace_confidence(c.get("confidences") or [], measure, window=window)
+                   for c in candidates}  # fmt: skip
+
+    def right(answer: str) -> bool:
+        return equivalent(answer, reference)
+
+    total, count = 0.0, 0
+    for subset in _subsets(len(candidates), k, limit, seed):
+        chosen = [candidates[i] for i in subset]
+        answered = [c for c in chosen if c["answer"] is not None]
+        scores = [confidences[c["index"]] for c in answered]
+        if any(s is not None for s in scores):
+            kept = [c for c, kept in zip(answered, keep_most_confident(scores, keep), strict=True) if kept]
+            total += _expected_vote(kept, {c["index"]: confidences[c["index"]] or 0.0 for c in kept}, right)
+        else:  # no logprobs: the plurality vote
+            total += _expected_vote(chosen, {c["index"]: 1.0 for c in chosen}, right)
+        count += 1
+    return total / count
 
 
 def subset_selection_accuracy(
@@ -173,13 +212,36 @@ def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None =
              "finish_reason": s["finish_reason"], "seed": s["seed"], "parent": None}
             for s in samples
         ]  # fmt: skip
+        for c, s in zip(candidates, samples, strict=True):
+            if s.get("confidences") is not None:
+                c["confidences"] = s["confidences"]
         correct = [bool(s["correct"]) for s in samples]
         for j, k in enumerate(ks):
             for strategy in plan.pooled:
                 method = method_of(strategy)
                 judged = {"filter-vote": FILTER_SCORER}.get(method or "")
+                calls = k * (1 + (judge_calls[judged] if judged else 0.0))
+                tokens = prompt_per_request * math.ceil(k / max_n) + completion_per_sample * k
                 if method == "pass@k":
                     accuracy = pass_at_k(m, sum(correct), k)
+                elif method == "adaptive-vote":
+                    options = plan.run_options(strategy, k)
+                    rule = make_rule(options.get("stop", "beta"), options.get("threshold"), options.get("window"))
+                    counts, none, key = pool.counts()
+                    per_answer = _answer_tokens(samples, answers, completion_per_sample)
+                    outcome = subset_adaptive_vote(rule, counts, key, k, none=none, max_n=max_n, tokens=per_answer)
+                    accuracy, calls = outcome.accuracy, outcome.samples
+                    tokens = prompt_per_request * outcome.requests + (outcome.tokens or 0.0)
+                elif method == "deepconf":
+                    if any(c.get("confidences") is None for c in candidates):
+                        raise ConfigError(f"{strategy}: the pool's samples have no token confidences (drawn without "
+                                          "logprobs): evaluate it into another --out")  # fmt: skip
+                    options = plan.run_options(strategy, k)
+                    accuracy = subset_confidence_accuracy(
+                        candidates, k, reference=record.answer, measure=options.get("measure", "bottom10"),
+                        keep=options.get("keep", 10.0), window=options.get("window", 2048), limit=plan.subsets,
+                        seed=f"{record.qid}-{k}",
+                    )  # fmt: skip
                 elif method in ("vote", "filter-vote"):
                     assert curves is not None
                     accuracy = float((curves.vote if method == "vote" else curves.filter_vote)[0, j])
@@ -195,9 +257,9 @@ def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None =
                         candidates, scores, correct, k, weighted=method == "weighted-best-of-n",
                         reference=None if code else record.answer, limit=plan.subsets, seed=f"{record.qid}-{k}",
                     )  # fmt: skip
-                calls = k * (1 + (judge_calls[judged] if judged else 0.0))
-                tokens = prompt_per_request * math.ceil(k / max_n) + completion_per_sample * k
-                tokens += k * judge_tokens[judged] if judged else 0.0
+                if judged:
+                    calls = k * (1 + judge_calls[judged])
+                    tokens += k * judge_tokens[judged]
                 per_question.append({"qid": record.qid, "strategy": strategy, "budget": k, "accuracy": accuracy,
                                      "calls": calls, "tokens": tokens, "method": "pool"})  # fmt: skip
     wanted = {r.qid for r in records}
@@ -219,6 +281,22 @@ def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None =
         pools=pools,
         answer_format=settings.get("answer_format"),
     )
+
+
+def _answer_tokens(
+    samples: Sequence[dict[str, Any]], answers: Sequence[str | None], default: float
+) -> dict[str | None, float]:
+    """Each answer's mean completion tokens in the pool (keys as :meth:`QuestionPool.counts` spells
+    them, ``None`` for no answer); a sample without its own count (drawn without logprobs) counts
+    the pool's mean."""
+    tokens = [float(s["tokens"]) if s.get("tokens") is not None else default for s in samples]
+    out: dict[str | None, float] = {}
+    for g in group_answers(list(answers)):
+        out[g.answer] = sum(tokens[i] for i in g.members) / len(g.members)
+    none = [t for t, a in zip(tokens, answers, strict=True) if a is None]
+    if none:
+        out[None] = sum(none) / len(none)
+    return out
 
 
 def _table(per_question: list[dict[str, Any]], plan: EvalPlan) -> list[dict[str, Any]]:

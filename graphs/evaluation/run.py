@@ -210,6 +210,9 @@ async def evaluate(
     plan.check_dataset(dataset)
     if concurrency < 1:
         raise ConfigError("concurrency must be positive")
+    plan = plan.for_store(store)
+    if plan.top_logprobs != ctx.top_logprobs:
+        ctx = dataclasses.replace(ctx, top_logprobs=plan.top_logprobs)
     store.check_settings(store_settings(dataset, ctx.llm.endpoint.model, ctx))
     store.add_questions(dataset.records)
     judges = {name: judge_graph(kind, RETRY_POLICY) for name, kind in judge_kinds(plan.scorers()).items()}

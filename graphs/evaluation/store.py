@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS questions (
 );
 CREATE TABLE IF NOT EXISTS samples (
     qid TEXT NOT NULL, idx INTEGER NOT NULL, text TEXT NOT NULL, answer TEXT, finish_reason TEXT,
-    seed INTEGER, correct INTEGER NOT NULL, PRIMARY KEY (qid, idx)
+    seed INTEGER, correct INTEGER NOT NULL, tokens INTEGER, confidences TEXT, PRIMARY KEY (qid, idx)
 );
 CREATE TABLE IF NOT EXISTS sample_usage (
     qid TEXT NOT NULL, first_idx INTEGER NOT NULL, requests INTEGER NOT NULL, calls INTEGER NOT NULL,
@@ -95,6 +95,11 @@ class EvalStore(_SqliteFile):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, _SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(samples)")}
+        with self._db:  # a store made before samples kept their tokens and confidences
+            for column, kind in (("tokens", "INTEGER"), ("confidences", "TEXT")):
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE samples ADD COLUMN {column} {kind}")
 
     # -- settings and questions ----------------------------------------------------------------
 
@@ -136,11 +141,19 @@ class EvalStore(_SqliteFile):
         return int(self._db.execute("SELECT COUNT(*) FROM samples WHERE qid = ?", (qid,)).fetchone()[0])
 
     def samples(self, qid: str) -> list[dict[str, Any]]:
+        """A question's samples in order: ``index, text, answer, finish_reason, seed, correct``, and
+        ``tokens`` and ``confidences`` (each token's, see :mod:`nodes.confidence`) when the samples
+        were drawn with logprobs, else None."""
         rows = self._db.execute(
-            "SELECT idx, text, answer, finish_reason, seed, correct FROM samples WHERE qid = ? ORDER BY idx", (qid,)
+            "SELECT idx, text, answer, finish_reason, seed, correct, tokens, confidences FROM samples"
+            " WHERE qid = ? ORDER BY idx",
+            (qid,),
         )
-        keys = ("index", "text", "answer", "finish_reason", "seed", "correct")
-        return [dict(zip(keys, row, strict=True)) for row in rows]
+        keys = ("index", "text", "answer", "finish_reason", "seed", "correct", "tokens")
+        return [
+            {**dict(zip(keys, row[:7], strict=True)), "confidences": json.loads(row[7]) if row[7] else None}
+            for row in rows
+        ]
 
     def store_samples(
         self, qid: str, first: int, samples: Sequence[tuple[Candidate, bool]], usage: Ledger, failed_requests: int = 0
@@ -151,10 +164,13 @@ class EvalStore(_SqliteFile):
         total["requests"] -= failed_requests
         with self._db:
             for c, correct in samples:
+                confidences = c.get("confidences")
                 self._db.execute(
-                    "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (qid, first + c["index"], c["text"], c["answer"], c["finish_reason"], c["seed"], int(correct)),
-                )
+                    "INSERT OR IGNORE INTO samples (qid, idx, text, answer, finish_reason, seed, correct, tokens,"
+                    " confidences) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (qid, first + c["index"], c["text"], c["answer"], c["finish_reason"], c["seed"], int(correct),
+                     c.get("tokens"), json.dumps(confidences) if confidences is not None else None),
+                )  # fmt: skip
             self._db.execute(
                 "INSERT OR IGNORE INTO sample_usage VALUES (?, ?, ?, ?, ?, ?)",
                 (qid, first, total["requests"], total["calls"], total["prompt_tokens"], total["completion_tokens"]),

@@ -8,6 +8,13 @@ from graphs.strategies.best_of_n import (
     select_best,
     select_weighted,
 )
+from graphs.strategies.deepconf import (
+    build_deepconf_graph,
+    build_deepconf_online_graph,
+    confidence_vote,
+    deepconf_graph,
+    deepconf_online_graph,
+)
 from graphs.strategies.filter_vote import FilterVoteOutput, build_filter_vote_graph, filter_vote_graph
 from graphs.strategies.revision import MixOutput, build_mix_graph, build_revision_graph, chain_depths
 from graphs.strategies.vote import build_vote_graph, vote_graph
@@ -20,11 +27,16 @@ __all__ = [
     "best_of_n_graph",
     "build_adaptive_vote_graph",
     "build_best_of_n_graph",
+    "build_deepconf_graph",
+    "build_deepconf_online_graph",
     "build_filter_vote_graph",
     "build_mix_graph",
     "build_revision_graph",
     "build_vote_graph",
     "chain_depths",
+    "confidence_vote",
+    "deepconf_graph",
+    "deepconf_online_graph",
     "filter_vote_graph",
     "select_best",
     "select_weighted",

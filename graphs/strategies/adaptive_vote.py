@@ -69,6 +69,7 @@ __all__ = [
     "SupermajorityRule",
     "WindowRule",
     "adaptive_vote_graph",
+    "answer_counts",
     "beta_stop_probability",
     "build_adaptive_vote_graph",
     "make_rule",
@@ -141,7 +142,7 @@ class WindowRule:
 
     def more(self, counts: Sequence[int], drawn: int, answers: Sequence[str | None] = ()) -> int:
         last = list(answers[-self.window :]) if drawn and drawn % self.window == 0 else []
-        return 0 if last and None not in last and len(_counts(last)) == 1 else self.window
+        return 0 if last and None not in last and len(answer_counts(last)) == 1 else self.window
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def make_rule(name: str, threshold: float | None = None, window: int | None = No
     raise ConfigError(f"unknown stopping rule {name!r} ({', '.join(RULES)})")
 
 
-def _counts(answers: Sequence[str | None]) -> list[int]:
+def answer_counts(answers: Sequence[str | None]) -> list[int]:
     """Each stated answer's count (equivalent answers together), largest first."""
     return sorted((len(g.members) for g in group_answers(list(answers))), reverse=True)
 
@@ -215,7 +216,7 @@ def build_adaptive_vote_graph(
         ctx = context_of(runtime)
         answers = [c["answer"] for c in sorted(state.get("candidates") or [], key=lambda c: c["index"])]
         drawn = _drawn(state)
-        size = rule.more(_counts(answers), drawn, answers)
+        size = rule.more(answer_counts(answers), drawn, answers)
         target = min(k, drawn + size)
         tasks, report = plan_proposals(state, ctx, target) if size and drawn < k else ([], None)
         extra = {"budget": report} if report else {}

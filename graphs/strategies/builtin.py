@@ -18,9 +18,11 @@ from graphs.registry import (
 from graphs.search import build_beam_search_graph, build_dvts_graph, build_lookahead_graph, build_rebase_graph
 from graphs.strategies.adaptive_vote import RULES, build_adaptive_vote_graph
 from graphs.strategies.best_of_n import build_best_of_n_graph
+from graphs.strategies.deepconf import build_deepconf_graph, build_deepconf_online_graph
 from graphs.strategies.filter_vote import build_filter_vote_graph
 from graphs.strategies.revision import build_mix_graph
 from graphs.strategies.vote import build_vote_graph
+from nodes.confidence import MEASURES
 
 __all__ = ["BUILTIN"]
 
@@ -58,6 +60,37 @@ def _probability(text: str) -> float:
     return value
 
 
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 100.0:
+        raise ValueError(f"expected a percentage in (0, 100], got {value}")
+    return value
+
+
+def _logprobs(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 20:
+        raise ValueError(f"expected 1 to 20 top logprobs, got {value}")
+    return value
+
+
+MEASURE = Option(
+    "measure",
+    "--measure",
+    default="bottom10",
+    choices=MEASURES,
+    help="deepconf: trace confidence, lowest/bottom10 group, tail or mean (default bottom10)",
+)
+KEEP = Option("keep", "--keep", _percent, 10.0, "deepconf: percent of traces kept, most confident first (default 10)")
+CONF_WINDOW = Option("window", "--conf-window", positive, None, "deepconf: tokens in a confidence group (default 2048)")
+TOP_LOGPROBS = Option("top_logprobs", "--top-logprobs", _logprobs, None, "deepconf: top logprobs a token (default 20)")
+
+
+def _warmup_within(k: int, options: dict[str, Any]) -> dict[str, Any]:
+    """Online DeepConf at a budget of ``k`` traces: the warm-up is at most ``k``."""
+    return {**options, "warmup": min(options.get("warmup") or 16, k)}
+
+
 BUILTIN = (
     StrategySpec("vote", build_vote_graph, "k samples, the most common answer", pooled="vote"),
     StrategySpec(
@@ -81,6 +114,29 @@ BUILTIN = (
             ),
             Option("window", "--window", positive, None, help="adaptive-vote: ESC's window (default 8)"),
         ),
+        pooled="adaptive-vote",
+    ),
+    StrategySpec(
+        "deepconf",
+        build_deepconf_graph,
+        "k samples with token logprobs; the most confident keep% vote, weighted by confidence (offline DeepConf)",
+        (MEASURE, KEEP, CONF_WINDOW, TOP_LOGPROBS),
+        pooled="deepconf",
+    ),
+    StrategySpec(
+        "deepconf-online",
+        build_deepconf_online_graph,
+        "warm-up traces set a confidence bar; later traces are streamed and stopped when they fall below it, "
+        "until consensus or k traces (online DeepConf)",
+        (
+            Option("warmup", "--warmup", positive, None, "deepconf-online: warm-up traces (default 16, at most k)"),
+            KEEP,
+            CONF_WINDOW,
+            Option("consensus", "--consensus", _probability, None, "deepconf-online: stop at this vote share (0.95)"),
+            Option("wave_size", "--wave", positive, None, "deepconf-online: traces streamed at once (default 4)"),
+            TOP_LOGPROBS,
+        ),
+        at_budget=_warmup_within,
     ),
     StrategySpec(
         "filter-vote",

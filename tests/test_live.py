@@ -149,6 +149,9 @@ STRATEGY_FLAGS = {
     "dvts": ["--beam-width", "1", "--max-rounds", "2"],
     "rebase": ["--max-rounds", "2"],
     "revision": ["--max-attempts", "1"],
+    "adaptive-vote": ["--stop", "esc", "--window", "2"],
+    "deepconf": ["--keep", "50"],
+    "deepconf-online": ["--warmup", "1", "--conf-window", "4", "--keep", "90"],
     "mix": ["--chains", "1", "--select", "verifier", "--scorer", "judge-verdict"],
 }
 

@@ -102,24 +102,41 @@ def subset_confidence_accuracy(
     with ``k`` of the candidates: over every ``k``-subset (or ``limit`` drawn with a fixed seed)
     and the order of each, which splits ties among the leaders by their samples as the vote's
     first-seen rule does. Candidates carry their token ``confidences``."""
-    confidences = {c["index"]: trace_confidence(c.get("confidences") or [], measure, window=window)
-                   for c in candidates}  # fmt: skip
-
-    def right(answer: str) -> bool:
-        return equivalent(answer, reference)
-
+    confidence = [trace_confidence(c.get("confidences") or [], measure, window=window) for c in candidates]
+    # each sample's answer group, found once (grouping compares answers, which is slow for math)
+    group = [-1] * len(candidates)
+    groups = group_answers([c["answer"] for c in candidates])
+    for g, members in enumerate(groups):
+        for i in members.members:
+            group[i] = g
+    right = [equivalent(g.answer, reference) for g in groups]
     total, count = 0.0, 0
     for subset in _subsets(len(candidates), k, limit, seed):
-        chosen = [candidates[i] for i in subset]
-        answered = [c for c in chosen if c["answer"] is not None]
-        scores = [confidences[c["index"]] for c in answered]
+        answered = [i for i in subset if group[i] >= 0]
+        scores = [confidence[i] for i in answered]
         if any(s is not None for s in scores):
-            kept = [c for c, kept in zip(answered, keep_most_confident(scores, keep), strict=True) if kept]
-            total += _expected_vote(kept, {c["index"]: confidences[c["index"]] or 0.0 for c in kept}, right)
+            voters = [i for i, kept in zip(answered, keep_most_confident(scores, keep), strict=True) if kept]
+            weight = {i: confidence[i] or 0.0 for i in voters}
         else:  # no logprobs: the plurality vote
-            total += _expected_vote(chosen, {c["index"]: 1.0 for c in chosen}, right)
+            voters, weight = answered, dict.fromkeys(answered, 1.0)
+        total += _expected_grouped_vote(voters, weight, group, right)
         count += 1
     return total / count
+
+
+def _expected_grouped_vote(voters: list[int], weight: dict[int, float], group: list[int], right: list[bool]) -> float:
+    """:func:`_expected_vote` for samples whose answer groups are known: the tied leaders win in
+    proportion to their samples (the first-seen rule in a random order)."""
+    totals: dict[int, list[float]] = {}
+    for i in voters:
+        entry = totals.setdefault(group[i], [])
+        entry.append(weight[i])
+    if not totals:
+        return 0.0
+    sums = {g: math.fsum(ws) for g, ws in totals.items()}
+    best = max(sums.values())
+    tied = [g for g, t in sums.items() if t == best]
+    return sum(len(totals[g]) for g in tied if right[g]) / sum(len(totals[g]) for g in tied)
 
 
 def subset_selection_accuracy(
@@ -216,6 +233,9 @@ def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None =
             if s.get("confidences") is not None:
                 c["confidences"] = s["confidences"]
         correct = [bool(s["correct"]) for s in samples]
+        adaptive = any(method_of(s) == "adaptive-vote" for s in plan.pooled)
+        counts, none, key = pool.counts() if adaptive else ({}, 0, None)
+        per_answer = _answer_tokens(samples, answers, completion_per_sample) if adaptive else {}
         for j, k in enumerate(ks):
             for strategy in plan.pooled:
                 method = method_of(strategy)
@@ -227,8 +247,6 @@ def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None =
                 elif method == "adaptive-vote":
                     options = plan.run_options(strategy, k)
                     rule = make_rule(options.get("stop", "beta"), options.get("threshold"), options.get("window"))
-                    counts, none, key = pool.counts()
-                    per_answer = _answer_tokens(samples, answers, completion_per_sample)
                     outcome = subset_adaptive_vote(rule, counts, key, k, none=none, max_n=max_n, tokens=per_answer)
                     accuracy, calls = outcome.accuracy, outcome.samples
                     tokens = prompt_per_request * outcome.requests + (outcome.tokens or 0.0)

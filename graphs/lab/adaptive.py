@@ -21,7 +21,9 @@ exactly as the graph's planner does.
 
 The state is the vector of counts drawn per answer; answers that are interchangeable (same
 probability or pool count, same correctness) are merged by sorting their counts, so a pool of
-sixteen different wrong answers has seventeen states per wave, not 2^16. Rules are asked at wave
+sixteen different wrong answers has seventeen states per wave, not 2^16. Interchangeable answers
+are drawn equally often in expectation, so their samples cost their mean tokens: the expected
+tokens stay exact. Rules are asked at wave
 boundaries only (as the planner does), with the last wave's answers at the end of ``answers``
 (which is all :class:`~graphs.strategies.adaptive_vote.WindowRule` reads).
 
@@ -89,8 +91,9 @@ def _classes(
         for key, w in weights.items()
         if w > 0
     ]
-    # interchangeable answers next to each other, so a state can sort their counts
-    return sorted(out, key=lambda c: (c.label is None, c.correct, c.weight, c.tokens))
+    # interchangeable answers next to each other, so a state can sort their counts (their tokens
+    # differ, but interchangeable answers are drawn equally often in expectation: see _outcome)
+    return sorted(out, key=lambda c: (c.label is None, c.correct, c.weight))
 
 
 def _groups(classes: list[_Class]) -> list[tuple[int, int]]:
@@ -102,7 +105,7 @@ def _groups(classes: list[_Class]) -> list[tuple[int, int]]:
             prev is not None
             and prev.label is not None
             and c.label is not None
-            and ((prev.correct, prev.weight, prev.tokens) == (c.correct, c.weight, c.tokens))
+            and (prev.correct, prev.weight) == (c.correct, c.weight)
         )
         if same:
             out[-1] = (out[-1][0], i + 1)
@@ -134,6 +137,11 @@ def _outcome(
     rule: StoppingRule, classes: list[_Class], cap: int, max_n: int, pool: bool, with_tokens: bool
 ) -> AdaptiveOutcome:
     groups = _groups(classes)
+    # a group's answers are drawn equally often in expectation, so its samples cost its mean tokens
+    mean_tokens = [0.0] * len(classes)
+    for start, stop in groups:
+        for i in range(start, stop):
+            mean_tokens[i] = sum(c.tokens for c in classes[start:stop]) / (stop - start)
     labels = [str(i) if c.label is not None else None for i, c in enumerate(classes)]  # numbers: grouped fast
     stated = [i for i, c in enumerate(classes) if c.label is not None]
     total = sum(c.weight for c in classes)
@@ -162,8 +170,8 @@ def _outcome(
                 log += w * math.log(c.weight / total) - math.lgamma(w + 1)
         return math.exp(log)
 
-    start = tuple([0] * len(classes))
-    frontier: dict[tuple[tuple[int, ...], int], float] = {(start, decide(start, start)): 1.0}
+    origin = tuple([0] * len(classes))
+    frontier: dict[tuple[tuple[int, ...], int], float] = {(origin, decide(origin, origin)): 1.0}
     accuracy = samples = requests = tokens = 0.0
     stops: dict[int, float] = {}
     while frontier:
@@ -176,7 +184,7 @@ def _outcome(
             if size <= 0:
                 stops[drawn] = stops.get(drawn, 0.0) + p
                 samples += p * drawn
-                tokens += p * sum(n * c.tokens for n, c in zip(counts, classes, strict=True))
+                tokens += p * sum(n * t for n, t in zip(counts, mean_tokens, strict=True))
                 top = max((counts[i] for i in stated), default=0)
                 tied = [i for i in stated if counts[i] == top] if top else []
                 accuracy += p * sum(classes[i].correct for i in tied) / len(tied) if tied else 0.0

@@ -216,7 +216,7 @@ def _online_votes(
 def build_deepconf_online_graph(
     k: int = 64,
     *,
-    warmup: int = 16,
+    warmup: int | None = None,
     keep: float = 10.0,
     window: int = 2048,
     consensus: float = 0.95,
@@ -224,15 +224,15 @@ def build_deepconf_online_graph(
     top_logprobs: int = 20,
     retry: RetryPolicy = RETRY_POLICY,
 ) -> StateGraph[StrategyState, RunContext, QuestionInput, StrategyOutput]:
-    """Build online DeepConf: ``warmup`` whole traces set the threshold, then waves of ``wave_size``
-    streamed traces, each stopped when its confidence falls, until consensus ``consensus`` or ``k``
-    traces (see the module docstring).
+    """Build online DeepConf: ``warmup`` whole traces (default: 16, at most ``k``) set the threshold,
+    then waves of ``wave_size`` streamed traces, each stopped when its confidence falls, until
+    consensus ``consensus`` or ``k`` traces (see the module docstring).
 
     Example:
         >>> graph = build_deepconf_online_graph(16, warmup=4, window=64).compile()
     """
     check_count(k)
-    check_count(warmup, "warmup")
+    warmup = min(16, k) if warmup is None else check_count(warmup, "warmup")
     check_count(wave_size, "wave_size")
     check_deepconf("lowest", keep, window, top_logprobs)
     if warmup > k:

@@ -123,3 +123,15 @@ async def test_a_store_drawn_with_logprobs_keeps_drawing_them(fake: FakeServer) 
     assert all(s["confidences"] for r in QUESTIONS for s in store.samples(r.qid))
     with pytest.raises(ConfigError, match="top_logprobs"):
         await evaluate(store, DATASET, EvalPlan(("vote",), (5,), logprobs=0), fake.context(answer_format="number"))
+
+
+def test_ttc_eval_passes_the_rule_and_the_measure_to_the_pooled_methods() -> None:
+    from graphs.cli import build_parser
+    from graphs.cli.evaluate import _eval_plan
+
+    args = build_parser().parse_args(["eval", "--strategies", "vote,adaptive-vote,deepconf", "--budgets", "4,16",
+                                      "--stop", "esc", "--window", "4", "--measure", "tail", "--keep", "50"])  # fmt: skip
+    plan = _eval_plan(args)
+    assert plan.run_options("adaptive-vote", 16) == {"stop": "esc", "window": 4}
+    assert plan.run_options("deepconf", 16) == {"measure": "tail", "keep": 50.0}
+    assert plan.run_options("vote", 16) == {} and plan.top_logprobs == 20

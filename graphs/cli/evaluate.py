@@ -62,6 +62,10 @@ def _served_model(args: argparse.Namespace) -> str:
     return PACKAGED_MODELS[args.server_model].served_name
 
 
+ORACLES_AND_SHARED = ("pass@k", "vote", "filter-vote", "best-of-n", "weighted-best-of-n")
+"""Pooled methods whose options are the plan's own (scorer, aggregation), not the strategy's flags."""
+
+
 def _eval_plan(args: argparse.Namespace) -> EvalPlan:
     unknown = [s for s in args.strategies if s not in known()]
     if unknown:  # before any strategy's options are read
@@ -76,7 +80,7 @@ def _eval_plan(args: argparse.Namespace) -> EvalPlan:
         budgets=tuple(args.budgets),
         scorer=pooled_scorer,
         aggregation=args.aggregation,
-        options={s: strategy_options(args, s) for s in args.strategies if not method_of(s)},
+        options={s: strategy_options(args, s) for s in args.strategies if method_of(s) not in ORACLES_AND_SHARED},
         subsets=args.subsets,
         logprobs=args.logprobs,
     )

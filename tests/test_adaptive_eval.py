@@ -129,8 +129,10 @@ def test_ttc_eval_passes_the_rule_and_the_measure_to_the_pooled_methods() -> Non
     from graphs.cli import build_parser
     from graphs.cli.evaluate import _eval_plan
 
-    args = build_parser().parse_args(["eval", "--strategies", "vote,adaptive-vote,deepconf", "--budgets", "4,16",
-                                      "--stop", "esc", "--window", "4", "--measure", "tail", "--keep", "50"])  # fmt: skip
+    flags = ["--stop", "esc", "--window", "4", "--measure", "tail", "--keep", "50"]
+    args = build_parser().parse_args(
+        ["eval", "--strategies", "vote,adaptive-vote,deepconf", "--budgets", "4,16", *flags]
+    )
     plan = _eval_plan(args)
     assert plan.run_options("adaptive-vote", 16) == {"stop": "esc", "window": 4}
     assert plan.run_options("deepconf", 16) == {"measure": "tail", "keep": 50.0}

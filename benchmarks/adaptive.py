@@ -49,6 +49,7 @@ from benchmarks.peers import (
     take_turns,
 )
 from graphs.cli import amain
+from graphs.compose import RECURSION_LIMIT
 from graphs.evaluation import EvalPlan, EvalStore, results
 from graphs.evaluation.datasets import Dataset, Record
 from graphs.lab.pool import bootstrap_band
@@ -127,9 +128,8 @@ def adaptive_side(options: dict[str, Any]) -> Any:
             ctx = RunContext(llm=llm, temperature=settings.temperature, max_tokens=settings.max_tokens,
                              answer_format="number")  # fmt: skip
             start, cpu = time.perf_counter(), time.process_time()
-            outs = await graph.abatch(
-                [{"question": r.question} for r in chunk], {"max_concurrency": IN_FLIGHT}, context=ctx
-            )
+            config: Any = {"max_concurrency": IN_FLIGHT, "recursion_limit": RECURSION_LIMIT}
+            outs = await graph.abatch([{"question": r.question} for r in chunk], config, context=ctx)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         reported: Counter[str] = Counter()
         for out in outs:

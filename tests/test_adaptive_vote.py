@@ -104,3 +104,11 @@ def test_rules_and_registry() -> None:
         make_rule("coin")
     with pytest.raises(ConfigError, match=r"above 0\.5"):
         make_rule("beta", 0.3)
+
+
+async def test_sixteen_one_sample_waves_run_past_langgraphs_default_recursion_limit() -> None:
+    from graphs.strategies.adaptive_vote import adaptive_vote_graph
+
+    fake = FakeServer(reply=lambda req: f"The answer is {req.sample % 2}.")  # a 50/50 split: never decided
+    out = await adaptive_vote_graph(16, stop="beta").ainvoke({"question": "q"}, context=fake.context())
+    assert out["decision"]["drawn"] == 16 and out["ledger"]["propose"]["requests"] == 16

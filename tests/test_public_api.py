@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 EXPORTS = {
     "graphs.compose": [
-        "PLANNER", "BudgetReport", "Plan", "Planner", "QuestionInput", "StrategyOutput", "StrategyState", "add_final",
+        "PLANNER", "RECURSION_LIMIT", "BudgetReport", "Plan", "Planner", "QuestionInput", "StrategyOutput",
+        "StrategyState", "add_final",
         "add_planner",
         "add_worker", "check_count", "decided", "finish", "plan_judging", "plan_proposals", "propose_then_judge",
         "question_of", "wave", "worst_case_tokens",

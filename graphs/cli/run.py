@@ -13,6 +13,7 @@ from typing import Any
 from langgraph.graph import StateGraph
 
 from graphs.cli.parser import strategy_options
+from graphs.compose import RECURSION_LIMIT
 from graphs.evaluation import (
     options_key,
 )
@@ -126,6 +127,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 {"question": args.question},
                 context=_context(args, llm),
                 stream_mode=["custom", "values"],
+                config={"recursion_limit": RECURSION_LIMIT},
                 subgraphs=True,  # the router's strategy runs as a subgraph: show its progress too
             )
             output = set(graph.output_channels)  # the state holds more (e.g. an empty scores list in a vote)

@@ -35,6 +35,7 @@ A whole strategy (Vote, as built in :mod:`graphs.strategies.vote`)::
 
 from graphs.compose.planner import (
     PLANNER,
+    RECURSION_LIMIT,
     Planner,
     add_final,
     add_planner,
@@ -59,6 +60,7 @@ from graphs.compose.state import (
 
 __all__ = [
     "PLANNER",
+    "RECURSION_LIMIT",
     "BudgetReport",
     "Plan",
     "Planner",

@@ -30,6 +30,7 @@ from nodes.vote import vote_failed
 
 __all__ = [
     "PLANNER",
+    "RECURSION_LIMIT",
     "Planner",
     "add_final",
     "add_planner",
@@ -50,6 +51,13 @@ TaskT = TypeVar("TaskT", bound=Mapping[str, Any])
 Planner = Callable[[Any, Runtime[RunContext]], Awaitable[dict[str, Any]]]
 """A strategy's planner: ``async (state, runtime) -> update``, the update holding a ``plan``
 (use :func:`wave` and :func:`finish`)."""
+
+
+RECURSION_LIMIT = 10_000
+"""The ``recursion_limit`` to run a planner graph with (``config={"recursion_limit": RECURSION_LIMIT}``
+or ``compiled.with_config(...)``): each round is two LangGraph supersteps (the wave, the planner), so
+LangGraph's default of 25 cuts a long run short (an adaptive vote of sixteen one-sample waves takes
+34), while :func:`add_planner`'s ``max_rounds`` is the graph's own guard against a loop."""
 
 
 def wave(node: str, tasks: Iterable[Mapping[str, Any]], **update: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
-from graphs.compose import StrategyState, add_worker
+from graphs.compose import RECURSION_LIMIT, StrategyState, add_worker
 from graphs.evaluation.datasets import Dataset, Record
 from graphs.evaluation.plan import FILTER_SCORER, EvalPlan, options_key, store_settings
 from graphs.evaluation.store import EvalStore
@@ -186,7 +186,9 @@ async def _run_direct(
 ) -> dict[str, Any]:
     options = plan.run_options(strategy, budget)
     graph = get(strategy).build(budget, **options).compile(name=f"{strategy}-{budget}")
-    out: dict[str, Any] = await graph.ainvoke({"question": record.question, "question_id": record.qid}, context=ctx)
+    out: dict[str, Any] = await graph.ainvoke(
+        {"question": record.question, "question_id": record.qid}, {"recursion_limit": RECURSION_LIMIT}, context=ctx
+    )
     correct = dataset.check_answer(record, out.get("answer"))
     store.store_run(strategy, budget, options_key(options), record.qid, out, correct)
     return {"correct": correct, "tokens": ledger_totals(out.get("ledger"))}

@@ -42,6 +42,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
 from graphs.compose import (
+    RECURSION_LIMIT,
     QuestionInput,
     StrategyOutput,
     StrategyState,
@@ -237,4 +238,5 @@ def build_adaptive_vote_graph(
 
 def adaptive_vote_graph(k: int = 16, **options: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
     """``build_adaptive_vote_graph(k, **options)`` compiled without a checkpointer."""
-    return build_adaptive_vote_graph(k, **options).compile(name=f"adaptive-vote-k{k}")
+    graph = build_adaptive_vote_graph(k, **options).compile(name=f"adaptive-vote-k{k}")
+    return graph.with_config(recursion_limit=RECURSION_LIMIT)

@@ -48,6 +48,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
 from graphs.compose import (
+    RECURSION_LIMIT,
     QuestionInput,
     StrategyOutput,
     StrategyState,
@@ -299,4 +300,5 @@ def build_deepconf_online_graph(
 
 def deepconf_online_graph(k: int = 64, **options: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
     """``build_deepconf_online_graph(k, **options)`` compiled without a checkpointer."""
-    return build_deepconf_online_graph(k, **options).compile(name=f"deepconf-online-k{k}")
+    graph = build_deepconf_online_graph(k, **options).compile(name=f"deepconf-online-k{k}")
+    return graph.with_config(recursion_limit=RECURSION_LIMIT)

@@ -36,6 +36,7 @@ __all__ = [
     "GroupMonitor",
     "group_confidences",
     "keep_most_confident",
+    "percentile",
     "token_confidences",
     "trace_confidence",
 ]
@@ -116,12 +117,17 @@ def keep_most_confident(confidences: Sequence[float | None], keep: float) -> lis
     known = sorted(c for c in confidences if c is not None)
     if not known:
         return [False] * len(confidences)
-    threshold = _percentile(known, 100.0 - keep)
+    threshold = percentile(known, 100.0 - keep)
     return [c is not None and c >= threshold for c in confidences]
 
 
-def _percentile(ordered: Sequence[float], q: float) -> float:
-    """``numpy.percentile(ordered, q)`` (linear) for a sorted, non-empty sequence."""
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """``numpy.percentile(ordered, q)`` (linear interpolation) of a sorted, non-empty sequence.
+
+    Example:
+        >>> percentile([1.0, 2.0, 3.0, 4.0, 5.0], 90)
+        4.6
+    """
     position = (len(ordered) - 1) * q / 100.0
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)

@@ -21,8 +21,8 @@ EXPORTS = {
         "PLANNER", "RECURSION_LIMIT", "BudgetReport", "Plan", "Planner", "QuestionInput", "StrategyOutput",
         "StrategyState", "add_final",
         "add_planner",
-        "add_worker", "check_count", "decided", "finish", "plan_judging", "plan_proposals", "propose_then_judge",
-        "question_of", "wave", "worst_case_tokens",
+        "add_worker", "check_count", "decided", "finish", "plan_judging", "plan_proposals", "proposals_issued",
+        "propose_then_judge", "question_of", "wave", "worst_case_tokens",
     ],
     "graphs.registry": [
         "ENTRY_POINT_GROUP", "Option", "PooledMethod", "StrategySpec", "add_option_flags", "get", "register",

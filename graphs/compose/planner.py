@@ -38,6 +38,7 @@ __all__ = [
     "finish",
     "plan_judging",
     "plan_proposals",
+    "proposals_issued",
     "propose_then_judge",
     "wave",
     "worst_case_tokens",
@@ -210,6 +211,13 @@ def worst_case_tokens(ledger: Ledger | None, kind: str, prompt: str, completion_
     return prompt_tokens + completion_limit
 
 
+def proposals_issued(state: StrategyState) -> int:
+    """Proposals drawn so far: candidates without a ``parent`` (revisions are not proposals) and
+    samples whose propose request failed for good."""
+    proposed = sum(1 for c in state.get("candidates") or [] if c["parent"] is None)
+    return proposed + sum(len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose")
+
+
 def plan_proposals(
     state: StrategyState, ctx: RunContext, k: int, *, calls_per_sample: int = 1, owed: int = 0
 ) -> tuple[list[ProposeTask], BudgetReport | None]:
@@ -224,8 +232,7 @@ def plan_proposals(
     Returns the tasks (empty when done) and a budget report when a cap stopped the proposals.
     """
     question = question_of(state)
-    proposed = [c for c in state.get("candidates") or [] if c["parent"] is None]  # revisions have a parent
-    issued = len(proposed) + sum(len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose")
+    issued = proposals_issued(state)
     want = k - issued
     if want <= 0:
         return [], None

@@ -53,6 +53,7 @@ from graphs.compose import (
     decided,
     finish,
     plan_proposals,
+    proposals_issued,
     wave,
 )
 from nodes.answers import group_answers
@@ -184,12 +185,6 @@ def answer_counts(answers: Sequence[str | None]) -> list[int]:
     return sorted((len(g.members) for g in group_answers(list(answers))), reverse=True)
 
 
-def _drawn(state: StrategyState) -> int:
-    """Samples drawn so far: those that came back and those whose request failed for good."""
-    failed = sum(len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose")
-    return len(state.get("candidates") or []) + failed
-
-
 def build_adaptive_vote_graph(
     k: int = 16,
     *,
@@ -216,7 +211,7 @@ def build_adaptive_vote_graph(
     async def plan(state: StrategyState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)
         answers = [c["answer"] for c in sorted(state.get("candidates") or [], key=lambda c: c["index"])]
-        drawn = _drawn(state)
+        drawn = proposals_issued(state)
         size = rule.more(answer_counts(answers), drawn, answers)
         target = min(k, drawn + size)
         tasks, report = plan_proposals(state, ctx, target) if size and drawn < k else ([], None)
@@ -225,7 +220,7 @@ def build_adaptive_vote_graph(
 
     async def vote(state: StrategyState) -> dict[str, Any]:
         result = plurality_vote(state.get("candidates") or [])
-        return decided(state, {**result, "drawn": _drawn(state), "cap": k, "rule": rule.name})
+        return decided(state, {**result, "drawn": proposals_issued(state), "cap": k, "rule": rule.name})
 
     builder = StateGraph(
         StrategyState, context_schema=RunContext, input_schema=QuestionInput, output_schema=StrategyOutput

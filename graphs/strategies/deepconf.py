@@ -38,7 +38,6 @@ stop); a trace that states no answer never counts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,11 +58,12 @@ from graphs.compose import (
     decided,
     finish,
     plan_proposals,
+    proposals_issued,
     question_of,
     wave,
 )
 from nodes.budget import ledger_totals
-from nodes.confidence import MEASURES, ConfidenceMeasure, keep_most_confident, trace_confidence
+from nodes.confidence import MEASURES, ConfidenceMeasure, keep_most_confident, percentile, trace_confidence
 from nodes.context import RunContext, context_of
 from nodes.endpoint import RETRY_POLICY
 from nodes.errors import ConfigError
@@ -187,12 +187,7 @@ def online_threshold(warmup: Sequence[Candidate], keep: float, window: int) -> f
     lowest = sorted(
         x for c in warmup if (x := trace_confidence(c.get("confidences") or [], "lowest", window=window)) is not None
     )
-    if not lowest:
-        return None
-    position = (len(lowest) - 1) * (100.0 - keep) / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(lowest) - 1)
-    return lowest[low] + (lowest[high] - lowest[low]) * (position - low)
+    return percentile(lowest, 100.0 - keep) if lowest else None
 
 
 def _online_votes(
@@ -241,14 +236,10 @@ def build_deepconf_online_graph(
     if not 0.5 < consensus <= 1.0:
         raise ConfigError(f"consensus is a share above 0.5, got {consensus}")
 
-    def _drawn(state: StrategyState) -> int:
-        failed = sum(len(f["indices"]) for f in state.get("failures") or [] if f["node"] == "propose")
-        return len(state.get("candidates") or []) + failed
-
     async def plan(state: StrategyState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = context_of(runtime)
         candidates = state.get("candidates") or []
-        drawn = _drawn(state)
+        drawn = proposals_issued(state)
         if drawn < warmup:
             tasks, report = plan_proposals(state, ctx, warmup)
             extra = {"budget": report} if report else {}

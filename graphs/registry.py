@@ -32,14 +32,17 @@ from typing import Any, Literal
 from langgraph.graph import StateGraph
 
 from nodes.errors import ConfigError
+from nodes.scorers import JudgeGrade, JudgeVerdict, PoolingPRM, Scorer, SelfEvalPRM
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "SCORERS",
     "Option",
     "PooledMethod",
     "StrategySpec",
     "add_option_flags",
     "get",
+    "make_scorer",
     "register",
     "strategies",
 ]
@@ -115,6 +118,37 @@ class StrategySpec:
         """The builder options set in ``values`` (parsed flags, or a mapping by flag dest)."""
         get_value = values.get if isinstance(values, Mapping) else lambda key: getattr(values, key, None)
         return {o.name: v for o in self.options if (v := get_value(o.dest)) is not None}
+
+    def parse_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Builder options from a mapping keyed by option name, flag dest or flag (``"beam_width"``,
+        ``"--beam-width"``), with values as text or already typed, checked as the flag would be:
+        a :class:`~nodes.errors.ConfigError` names an unknown option or a bad value.
+
+        >>> get("adaptive-vote").parse_options({"stop": "beta"})
+        {'stop': 'beta'}
+        """
+        by_key = {key: o for o in self.options for key in (o.name, o.dest, o.flag)}
+        out: dict[str, Any] = {}
+        for key, value in given.items():
+            option = by_key.get(key)
+            if option is None:
+                known = ", ".join(o.name for o in self.options) or "none"
+                raise ConfigError(f"{self.name} has no option {key!r} (its options: {known})")
+            if value is None:
+                continue
+            if option.choices:
+                if str(value) not in option.choices:
+                    raise ConfigError(f"{self.name}: {option.name} must be one of {', '.join(option.choices)}, "
+                                      f"got {value!r}")  # fmt: skip
+                out[option.name] = str(value)
+                continue
+            if isinstance(value, (dict, list)):
+                raise ConfigError(f"{self.name}: {option.name} takes one value, got {type(value).__name__}")
+            try:
+                out[option.name] = option.type(value if isinstance(value, str) else str(value))
+            except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+                raise ConfigError(f"{self.name}: {option.name}: {exc}") from None
+        return out
 
     def options_at(self, size: int, options: Mapping[str, Any]) -> dict[str, Any]:
         """The options a run at ``size`` is built with (:attr:`at_budget` applied)."""
@@ -209,6 +243,36 @@ def _load() -> None:
         if not isinstance(spec, StrategySpec) or spec.name != entry.name:
             raise ConfigError(f"strategy entry point {entry.name!r} must name a StrategySpec called {entry.name!r}")
         register(spec)
+
+
+SCORERS: tuple[str, ...] = ("judge-grade", "judge-verdict", "pooling-prm", "self-eval-prm")
+"""The verifiers a strategy that takes one can be given by name (``--scorer``, a request's ``scorer``)."""
+
+
+def make_scorer(
+    name: str | None,
+    kind: Literal["outcome", "process"] = "outcome",
+    *,
+    prm_url: str | None = None,
+    prm_model: str | None = None,
+    prm_step_tag: str = "\n\n",
+    prm_api_key: str | None = None,
+) -> Scorer:
+    """The scorer called ``name`` (one of :data:`SCORERS`); None picks the default of a strategy
+    whose :attr:`StrategySpec.scorer` is ``kind``: ``judge-grade`` (outcome) or ``self-eval-prm``
+    (process). ``pooling-prm`` needs ``prm_url`` and ``prm_model``."""
+    name = name or ("self-eval-prm" if kind == "process" else "judge-grade")
+    if name == "judge-grade":
+        return JudgeGrade()
+    if name == "judge-verdict":
+        return JudgeVerdict()
+    if name == "self-eval-prm":
+        return SelfEvalPRM()
+    if name == "pooling-prm":
+        if not (prm_url and prm_model):
+            raise ConfigError("the pooling-prm scorer needs a PRM URL and model (--prm-url, --prm-model)")
+        return PoolingPRM(prm_url, prm_model, step_tag=prm_step_tag, api_key=prm_api_key)
+    raise ConfigError(f"unknown scorer {name!r} (known: {', '.join(SCORERS)})")
 
 
 # -- option parsers and evaluation defaults the built-ins share ---------------------------------------

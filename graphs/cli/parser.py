@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from graphs.evaluation import (
     known,
 )
 from graphs.evaluation.datasets import DATASETS
-from graphs.registry import add_option_flags, get, positive, strategies
+from graphs.registry import SCORERS, add_option_flags, get, make_scorer, positive, strategies
 from nodes.errors import ConfigError
 from nodes.machine import DTYPES
-from nodes.scorers import JudgeGrade, JudgeVerdict, PoolingPRM, Scorer, SelfEvalPRM
 from nodes.server import DEFAULT_MODEL, PACKAGED_MODELS
 
-__all__ = ["SCORERS", "build_parser", "strategy_options"]
+__all__ = ["build_parser", "strategy_options"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -158,19 +156,6 @@ def _endpoint_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
 
 
-SCORERS: dict[str, Callable[[argparse.Namespace], Scorer]] = {
-    "judge-verdict": lambda args: JudgeVerdict(),
-    "judge-grade": lambda args: JudgeGrade(),
-    "self-eval-prm": lambda args: SelfEvalPRM(),
-    "pooling-prm": lambda args: PoolingPRM(
-        args.prm_url,
-        args.prm_model,
-        step_tag=args.prm_step_tag,
-        api_key=os.environ.get("TTC_PRM_API_KEY") or os.environ.get("TTC_API_KEY"),
-    ),
-}
-
-
 def strategy_options(args: argparse.Namespace, strategy: str) -> dict[str, Any]:
     """The builder keyword arguments a strategy takes from the flags (its size comes apart)."""
     spec = get(strategy)
@@ -179,5 +164,8 @@ def strategy_options(args: argparse.Namespace, strategy: str) -> dict[str, Any]:
         return options
     if args.scorer == "pooling-prm" and not (args.prm_url and args.prm_model):
         raise ConfigError("--scorer pooling-prm needs --prm-url and --prm-model")
-    default = "self-eval-prm" if spec.scorer == "process" else "judge-grade"
-    return {"scorer": SCORERS[args.scorer or default](args), **options}
+    scorer = make_scorer(
+        args.scorer, spec.scorer, prm_url=args.prm_url, prm_model=args.prm_model, prm_step_tag=args.prm_step_tag,
+        prm_api_key=os.environ.get("TTC_PRM_API_KEY") or os.environ.get("TTC_API_KEY"),
+    )  # fmt: skip
+    return {"scorer": scorer, **options}

@@ -346,12 +346,9 @@ class LLM:
             stop_reasons=[stop_reason],
         )
 
-    async def check(self) -> None:
-        """Fail fast with one clear line if the endpoint is unreachable or lacks the model.
-
-        ``GET {base_url}/models`` through the endpoint's own client, its failures mapped as
-        :func:`post` maps them; a server that lists no models is taken at its word.
-        """
+    async def models(self) -> list[str]:
+        """The model names ``GET {base_url}/models`` lists, through the endpoint's own client (its
+        failures mapped as :func:`post` maps them)."""
         clients = self._for_loop()
         url = self.endpoint.base_url
         async with clients.limit:
@@ -367,7 +364,15 @@ class LLM:
         listed = data.get("data") if isinstance(data, dict) else None
         if not isinstance(listed, list):
             raise BadModelOutput(f"endpoint {url}/models answered without a list of models")
-        models = [str(m["id"]) for m in listed if isinstance(m, dict) and m.get("id") is not None]
+        return [str(m["id"]) for m in listed if isinstance(m, dict) and m.get("id") is not None]
+
+    async def check(self) -> None:
+        """Fail fast with one clear line if the endpoint is unreachable or lacks the model.
+
+        A server that lists no models is taken at its word (see :meth:`models`).
+        """
+        models = await self.models()
+        url = self.endpoint.base_url
         if models and self.endpoint.model not in models:
             raise PermanentEndpointError(
                 f"endpoint {url} does not serve model {self.endpoint.model!r} (it serves: {', '.join(models)})",

@@ -1,5 +1,6 @@
 """The ``ttc`` command: ``ttc run`` answers a question with a strategy graph; ``ttc serve``
-runs the embedded vLLM server in the foreground.
+runs the embedded vLLM server in the foreground; ``ttc gateway`` serves every strategy behind an
+OpenAI-compatible API (:mod:`graphs.serving.openai_api`) in the foreground.
 
 With no endpoint configured (``--base-url`` or ``TTC_BASE_URL``), ``ttc run`` starts the
 embedded server for the run and stops it afterwards. User mistakes and endpoint failures end
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 
 from graphs.cli.evaluate import _evaluate, format_eval
 from graphs.cli.parser import build_parser
-from graphs.cli.run import _run, format_result
+from graphs.cli.run import _endpoint, _run, format_result
 from nodes.errors import ConfigError, EndpointError, ServerError, TTCError
 from nodes.server import EmbeddedServer
 
@@ -50,6 +52,34 @@ def _serve(args: argparse.Namespace) -> None:
         raise ServerError(f"vLLM stopped unexpectedly (log: {server.log_path})")
 
 
+def _gateway(args: argparse.Namespace) -> None:
+    import uvicorn
+    from pydantic import SecretStr
+
+    from graphs.serving.openai_api import GatewaySettings, create_app
+    from nodes.endpoint import LLM
+
+    if args.run_timeout <= 0:
+        raise ConfigError("--run-timeout must be positive")
+    key = os.environ.get(args.api_key_env)
+    with _endpoint(args) as endpoint:
+
+        async def check() -> None:
+            async with LLM(endpoint) as llm:
+                await llm.check()
+
+        asyncio.run(check())  # an unreachable upstream ends here, with one line
+        settings = GatewaySettings(
+            endpoint=endpoint, api_key=SecretStr(key) if key else None, max_runs=args.max_runs,
+            run_timeout=args.run_timeout, defaults={"answer_format": args.answer_format, "max_tokens": args.max_tokens},
+            log=None if args.quiet else sys.stderr,
+        )  # fmt: skip
+        print(f"ttc gateway: strategies on {endpoint.model} at {endpoint.base_url}, served at "
+              f"http://{args.host}:{args.port}/v1 (model names: <strategy>[-<k>][/{endpoint.model}]; "
+              f"API key: {'required' if key else 'none'})", file=sys.stderr, flush=True)  # fmt: skip
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
 def _sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -63,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             _serve(args)
+            return 0
+        if args.command == "gateway":
+            _gateway(args)
             return 0
         return asyncio.run(_command(args))
     except TTCError as exc:
@@ -78,8 +111,8 @@ async def amain(argv: Sequence[str]) -> int:
     strategies registered in this process (:func:`graphs.registry.register`) are available to it.
     (``ttc serve`` runs in the foreground: use the command.)"""
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return _failed(ConfigError("ttc serve runs in the foreground: start it from the command line"))
+    if args.command in ("serve", "gateway"):
+        return _failed(ConfigError(f"ttc {args.command} runs in the foreground: start it from the command line"))
     try:
         return await _command(args)
     except TTCError as exc:

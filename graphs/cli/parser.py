@@ -124,6 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
 
+    gw = sub.add_parser("gateway", help="serve every strategy behind an OpenAI-compatible API until Ctrl-C")
+    gw.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    gw.add_argument("--port", type=positive, default=8080, help="port to listen on (default 8080)")
+    gw.add_argument("--max-runs", type=positive, default=16,
+                    help="strategy runs at once; more get HTTP 429 with Retry-After (default 16)")  # fmt: skip
+    gw.add_argument("--run-timeout", type=float, default=600.0,
+                    help="seconds a strategy run may take before it is cancelled: HTTP 504 (default 600)")  # fmt: skip
+    gw.add_argument("--api-key-env", default="TTC_GATEWAY_API_KEY", metavar="VAR",
+                    help="environment variable holding the key clients must send (default TTC_GATEWAY_API_KEY; "
+                         "unset: no key)")  # fmt: skip
+    gw.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"], default="auto",
+                    help="how answers are asked for and read, unless a request's ttc.answer_format says")  # fmt: skip
+    gw.add_argument("--max-tokens", type=positive, default=512,
+                    help="completion limit per proposal unless a request sets max_tokens (default 512)")  # fmt: skip
+    _endpoint_args(gw)
+    gw.add_argument("--quiet", "-q", action="store_true", help="no line per request on stderr")
+
     serve = sub.add_parser("serve", help="run the embedded vLLM server until Ctrl-C")
     serve.add_argument("--model", choices=sorted(PACKAGED_MODELS), default=DEFAULT_MODEL)
     serve.add_argument("--port", type=positive, default=8000)

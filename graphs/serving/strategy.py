@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from graphs.compose import RECURSION_LIMIT
 from graphs.registry import SCORERS, get, make_scorer, strategies
 from nodes.answers import AnswerFormat, equivalent
-from nodes.budget import Budget, ledger_totals
+from nodes.budget import Budget, KindUsage, ledger_totals
 from nodes.context import RunContext
 from nodes.endpoint import LLM
 from nodes.errors import ConfigError, EndpointError, PermanentEndpointError, TransientEndpointError
@@ -256,7 +256,7 @@ class StrategyResult:
     answer: str | None
     text: str
     finish_reason: str
-    usage: dict[str, int]
+    usage: KindUsage
     report: dict[str, Any]
     state: dict[str, Any] = field(repr=False)
 
@@ -281,7 +281,7 @@ def _chosen(state: Mapping[str, Any]) -> dict[str, Any] | None:
 def result_of(config: StrategyConfig, state: Mapping[str, Any]) -> StrategyResult:
     """The :class:`StrategyResult` of a run's output ``state``; :class:`StrategyFailed` when no
     sample came back and calls failed."""
-    totals = dict(ledger_totals(state.get("ledger")))
+    totals = ledger_totals(state.get("ledger"))
     failures = list(state.get("failures") or [])
     chosen = _chosen(state)
     if chosen is None and failures:
@@ -296,12 +296,14 @@ def result_of(config: StrategyConfig, state: Mapping[str, Any]) -> StrategyResul
         "answer": state.get("answer"),
         "decision": decision,
         "votes": decision.get("votes") or {},
-        "samples": [{"index": c["index"], "answer": c["answer"], "finish_reason": c.get("finish_reason")}
-                    for c in sorted(state.get("candidates") or [], key=lambda c: c["index"])],  # fmt: skip
+        "samples": [
+            {"index": c["index"], "answer": c["answer"], "finish_reason": c.get("finish_reason")}
+            for c in sorted(state.get("candidates") or [], key=lambda c: c["index"])
+        ],
         "chosen": None if chosen is None else chosen["index"],
         "failures": [{"node": f["node"], "indices": f["indices"], "error": f["error"]} for f in failures],
         "budget": dict(state.get("budget") or {}),
-        "usage": totals,
+        "usage": dict(totals),
     }
     return StrategyResult(
         answer=state.get("answer"),
@@ -334,15 +336,21 @@ class StrategyRunner:
         self.graph: Any = spec.graph(config.k, options).compile(name=config.strategy)
         self._output = set(self.graph.output_channels)
 
-    async def astream(self, question: str, llm: LLM) -> AsyncIterator[StrategyEvent | StrategyResult]:
+    async def astream(
+        self, question: str, llm: LLM, *, config: StrategyConfig | None = None
+    ) -> AsyncIterator[StrategyEvent | StrategyResult]:
         """The run's progress events as the nodes write them, then its :class:`StrategyResult`
-        (or :class:`StrategyFailed`). Closing the iterator early cancels the run's requests."""
+        (or :class:`StrategyFailed`). Closing the iterator early cancels the run's requests.
+
+        ``config`` gives this run other sampling settings (temperature, max tokens, seed, budget);
+        its structure (strategy, k, options, scorer) must be the runner's."""
+        config = self._same_graph(config)
         if not question.strip():
             raise ConfigError("the question is empty")
         state: dict[str, Any] = {}
         stream: Any = self.graph.astream(
             {"question": question},
-            context=self.config.context(llm),
+            context=config.context(llm),
             stream_mode=["custom", "values"],
             config={"recursion_limit": RECURSION_LIMIT},
             subgraphs=True,
@@ -353,12 +361,20 @@ class StrategyRunner:
                     state = {key: value for key, value in chunk.items() if key in self._output}
             elif isinstance(chunk, dict):
                 yield {**chunk, "namespace": list(namespace)} if namespace else dict(chunk)
-        yield result_of(self.config, state)
+        yield result_of(config, state)
 
-    async def ainvoke(self, question: str, llm: LLM) -> StrategyResult:
-        """Run to the end: the :class:`StrategyResult`."""
+    def _same_graph(self, config: StrategyConfig | None) -> StrategyConfig:
+        if config is None:
+            return self.config
+        structure = {"strategy", "k", "options", "scorer"}
+        if config.model_dump(include=structure) != self.config.model_dump(include=structure):
+            raise ConfigError("a run's config may change sampling settings, not the strategy, k, options or scorer")
+        return config
+
+    async def ainvoke(self, question: str, llm: LLM, *, config: StrategyConfig | None = None) -> StrategyResult:
+        """Run to the end: the :class:`StrategyResult` (``config``: as in :meth:`astream`)."""
         result: StrategyResult | None = None
-        async for item in self.astream(question, llm):
+        async for item in self.astream(question, llm, config=config):
             if isinstance(item, StrategyResult):
                 result = item
         assert result is not None

@@ -289,7 +289,7 @@ def test_conversation_context_reaches_the_prompt(gateway: Any, fake: FakeServer)
             openai.BadRequestError,
             400,
             "stop must be one of",
-        ),  # fmt: skip
+        ),
         ({"extra_body": {"ttc": {"options": {"width": 3}}}}, openai.BadRequestError, 400, "has no option 'width'"),
         ({"extra_body": {"ttc": {"scorer": "judge-grade"}}}, openai.BadRequestError, 400, "takes no scorer"),
         ({"n": 3}, openai.BadRequestError, 400, "n must be 1"),
@@ -299,7 +299,7 @@ def test_conversation_context_reaches_the_prompt(gateway: Any, fake: FakeServer)
             openai.BadRequestError,
             400,
             "does not support tools",
-        ),  # fmt: skip
+        ),
         ({"extra_body": {"frobnicate": 1}}, openai.BadRequestError, 400, "unknown field 'frobnicate'"),
         ({"messages": [{"role": "system", "content": "hi"}]}, openai.BadRequestError, 400, "no user message"),
         ({"messages": []}, openai.UnprocessableEntityError, 422, "messages"),
@@ -308,7 +308,7 @@ def test_conversation_context_reaches_the_prompt(gateway: Any, fake: FakeServer)
             openai.BadRequestError,
             400,
             "only text",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_requests_get_openai_errors_and_cost_nothing(

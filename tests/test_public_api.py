@@ -25,13 +25,17 @@ EXPORTS = {
         "propose_then_judge", "question_of", "wave", "worst_case_tokens",
     ],
     "graphs.registry": [
-        "ENTRY_POINT_GROUP", "Option", "PooledMethod", "StrategySpec", "add_option_flags", "get", "register",
-        "strategies",
+        "ENTRY_POINT_GROUP", "SCORERS", "Option", "PooledMethod", "StrategySpec", "add_option_flags", "get",
+        "make_scorer", "register", "strategies",
     ],
     "graphs.search": [
         "BeamPolicy", "DVTSPolicy", "Expansion", "Node", "Policy", "RebasePolicy", "SearchOutput", "allocate",
         "build_beam_search_graph", "build_dvts_graph", "build_lookahead_graph", "build_rebase_graph",
         "build_search_graph", "check_beam_width", "reward_of",
+    ],
+    "graphs.serving": [
+        "StrategyChatModel", "StrategyConfig", "StrategyEvent", "StrategyFailed", "StrategyResult", "StrategyRunner",
+        "describe_event", "failure_status", "question_of", "result_of",
     ],
     "graphs": [
         "Option", "StrategySpec", "best_of_n_graph", "build_beam_search_graph", "build_best_of_n_graph",
@@ -60,7 +64,7 @@ EXPORTS = {
 }  # fmt: skip
 
 PACKAGES = ["nodes", "graphs", "graphs.compose", "graphs.search", "graphs.strategies", "graphs.evaluation",
-            "graphs.lab", "graphs.cli"]  # fmt: skip
+            "graphs.lab", "graphs.cli", "graphs.serving"]  # fmt: skip
 
 
 @pytest.mark.parametrize("module", sorted(EXPORTS))

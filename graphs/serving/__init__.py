@@ -8,6 +8,7 @@
 - :mod:`graphs.serving.platform`: the graphs ``langgraph.json`` gives LangGraph Server.
 """
 
+from graphs.serving.chat_model import StrategyChatModel
 from graphs.serving.strategy import (
     StrategyConfig,
     StrategyEvent,
@@ -21,6 +22,7 @@ from graphs.serving.strategy import (
 )
 
 __all__ = [
+    "StrategyChatModel",
     "StrategyConfig",
     "StrategyEvent",
     "StrategyFailed",

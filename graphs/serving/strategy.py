@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graphs.compose import RECURSION_LIMIT
 from graphs.registry import SCORERS, get, make_scorer, strategies
@@ -96,6 +96,13 @@ class StrategyConfig(BaseModel):
         if name is not None and name not in SCORERS:
             raise ValueError(f"unknown scorer {name!r} (known: {', '.join(SCORERS)})")
         return name
+
+    @model_validator(mode="after")
+    def _sampled(self) -> StrategyConfig:
+        if self.temperature == 0 and self.k > 1:
+            raise ValueError(f"temperature 0 would make the {self.k} samples one greedy sample (and vLLM refuses n > 1 "
+                             "at temperature 0): use a temperature above 0, or k 1")  # fmt: skip
+        return self
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> StrategyConfig:
@@ -348,6 +355,7 @@ class StrategyRunner:
         if not question.strip():
             raise ConfigError("the question is empty")
         state: dict[str, Any] = {}
+        root: tuple[str, ...] | None = None  # run as a node of another graph, every namespace has its prefix
         stream: Any = self.graph.astream(
             {"question": question},
             context=config.context(llm),
@@ -356,11 +364,14 @@ class StrategyRunner:
             subgraphs=True,
         )
         async for namespace, mode, chunk in stream:
+            if root is None and mode == "values":
+                root = tuple(namespace)  # the run's input state comes first, at the run's own level
+            inner = list(namespace[len(root or ()) :])
             if mode == "values":
-                if not namespace:
+                if not inner:
                     state = {key: value for key, value in chunk.items() if key in self._output}
             elif isinstance(chunk, dict):
-                yield {**chunk, "namespace": list(namespace)} if namespace else dict(chunk)
+                yield {**chunk, "namespace": inner} if inner else dict(chunk)
         yield result_of(config, state)
 
     def _same_graph(self, config: StrategyConfig | None) -> StrategyConfig:

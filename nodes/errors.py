@@ -38,8 +38,9 @@ class ConfigError(TTCError, ValueError):
     """A user-facing mistake: a bad flag, builder argument or input."""
 
 
-class EndpointError(TTCError):
-    """The OpenAI-compatible endpoint failed to answer a request.
+class EndpointError(TTCError, RuntimeError):
+    """The OpenAI-compatible endpoint failed to answer a request (a ``RuntimeError`` too, so hosts
+    that pass only built-in error kinds on to their clients, like LangGraph Server, show its message).
 
     Attributes:
         base_url: the endpoint's base URL (never its API key).

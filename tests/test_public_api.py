@@ -34,7 +34,9 @@ EXPORTS = {
         "build_search_graph", "check_beam_width", "reward_of",
     ],
     "graphs.serving": [
-        "StrategyChatModel", "StrategyConfig", "StrategyEvent", "StrategyFailed", "StrategyResult", "StrategyRunner",
+        "OpenLLM", "PlatformInput", "PlatformOutput", "PlatformState", "ServerContext", "build_platform_graph",
+        "platform_graph", "StrategyChatModel", "StrategyConfig", "StrategyEvent", "StrategyFailed", "StrategyResult",
+        "StrategyRunner",
         "describe_event", "failure_status", "question_of", "result_of",
     ],
     "graphs": [

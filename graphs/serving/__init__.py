@@ -9,6 +9,15 @@
 """
 
 from graphs.serving.chat_model import StrategyChatModel
+from graphs.serving.platform import (
+    OpenLLM,
+    PlatformInput,
+    PlatformOutput,
+    PlatformState,
+    ServerContext,
+    build_platform_graph,
+    platform_graph,
+)
 from graphs.serving.strategy import (
     StrategyConfig,
     StrategyEvent,
@@ -22,14 +31,21 @@ from graphs.serving.strategy import (
 )
 
 __all__ = [
+    "OpenLLM",
+    "PlatformInput",
+    "PlatformOutput",
+    "PlatformState",
+    "ServerContext",
     "StrategyChatModel",
     "StrategyConfig",
     "StrategyEvent",
     "StrategyFailed",
     "StrategyResult",
     "StrategyRunner",
+    "build_platform_graph",
     "describe_event",
     "failure_status",
+    "platform_graph",
     "question_of",
     "result_of",
 ]

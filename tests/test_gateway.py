@@ -454,3 +454,28 @@ def test_a_streaming_client_that_disconnects_cancels_its_run(gateway: Any, upstr
     # the connection is closed here, mid-run
     _wait_for(lambda: upstream.cancelled == 1)
     _wait_for(lambda: httpx.get(base.removesuffix("/v1") + "/health").json()["active_runs"] == 0)
+
+
+# -- the command -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "says"),
+    [
+        (["--run-timeout", "0"], 2, "--run-timeout must be positive"),
+        (["--max-runs", "0"], 2, "expected a positive integer"),
+        (["--base-url", "http://127.0.0.1:9/v1", "--model", "m"], 1, "could not be reached"),
+        (["--base-url", "ftp://x", "--model", "m"], 2, "base URL must start with http"),
+    ],
+)
+def test_the_command_fails_with_one_line(
+    argv: list[str], status: int, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from graphs.cli import main
+
+    try:
+        code = main(["gateway", *argv])
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err.strip()
+    assert code == status and says in err and len(err.splitlines()) == 1, err

@@ -55,6 +55,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -321,6 +322,70 @@ def optillm_side(python: Path, proxy: tuple[str, int], approach: str) -> Callabl
     return turn
 
 
+@contextlib.contextmanager
+def ttc_gateway(base_url: str, model: str, log_path: Path) -> Iterator[tuple[str, int]]:
+    """``ttc gateway`` in front of ``base_url`` (answers read as numbers, as GSM8K's are); yields its base
+    URL and pid. It is this project's door for the same clients optillm's proxy serves."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "graphs.cli", "gateway", "--base-url", base_url, "--model", model,
+           "--port", str(port), "--format", "number", "--max-runs", str(4 * IN_FLIGHT), "--quiet"]  # fmt: skip
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"ttc gateway exited with {proc.returncode} (log: {log_path})")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ttc gateway did not answer /health within 120 s (log: {log_path})")
+                time.sleep(0.5)
+            yield f"http://127.0.0.1:{port}/v1", proc.pid
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def gateway_side(python: Path, proxy: tuple[str, int], strategy: str) -> Callable[[Settings, list[Record]], Turn]:
+    """Questions through ``ttc gateway`` by the same OpenAI-client driver as optillm's proxy gets
+    (``optillm_driver.py`` is a plain OpenAI client): the strategy by model name, the bare question as
+    the message (the gateway asks for the answer format itself), usage from the reply."""
+    url, pid = proxy
+
+    def turn(settings: Settings, chunk: list[Record]) -> Turn:
+        judges = {"ttc": {"judge_temperature": JUDGE_TEMPERATURE, "judge_max_tokens": JUDGE_MAX_TOKENS}}
+        request = {
+            "base_url": url, "model": f"{strategy}-{K}/{settings.model}", "prompts": [r.question for r in chunk],
+            "temperature": settings.temperature, "max_tokens": settings.max_tokens, "concurrency": IN_FLIGHT,
+            "extra_body": judges if strategy == "best-of-n" else {},
+        }  # fmt: skip
+        before = process_cpu(pid)
+        report = run_driver(python, "optillm_driver.py", request)
+        return peer_turn(report, extra_cpu=process_cpu(pid) - before)  # the gateway is the side's server
+
+    return turn
+
+
+def usage_row(tally: Tally, what: str) -> Row:
+    """How a door's own usage report compares with what the server counted: completion tokens against
+    generated tokens (exact for an honest ledger), prompt tokens against the server's prompt count
+    (which counts a prompt once per sample of an n-request, where usage counts it once per request)."""
+    generated, prompt = tally.server["generation_tokens"], tally.server["prompt_tokens"]
+    own = Counter(tally.reported)
+    ratio = own["completion_tokens"] / generated if generated else math.nan
+    return {"benchmark": f"peers: usage {tally.name} reports ({what})",
+            "result": f"completion {own['completion_tokens']} of {generated:.0f} generated ({ratio:.2f}×); prompt "
+                      f"{own['prompt_tokens']} (server counted {prompt:.0f}, {tally.server['requests']:.0f} requests)",
+            "goal": "completion tokens reported = generated (1.00×), prompt tokens reported > 0",
+            "met": verdict(own["completion_tokens"] == generated and own["prompt_tokens"] > 0)}  # fmt: skip
+
+
 # --- taking turns, and the report ------------------------------------------------------------------
 
 
@@ -472,9 +537,21 @@ def compare(
                     ("optillm bon", optillm_side(python, proxy, "bon")),
                 ]),
             ]  # fmt: skip
+            stack = contextlib.ExitStack()
+            if not only or "gateway" in only:
+                gateway = stack.enter_context(ttc_gateway(server.base_url, served, logs / f"gateway-{server.port}.log"))
+                groups.append(("gateway", TEMPERATURE, [
+                    ("ttc gateway vote", gateway_side(python, gateway, "vote")),
+                    ("optillm majority_voting", optillm_side(python, proxy, "majority_voting")),
+                    ("vote in-process", framework_side("vote")),
+                ]))  # fmt: skip
+                groups.append(("gateway-judged", TEMPERATURE, [
+                    ("ttc gateway best-of-n judge-grade", gateway_side(python, gateway, "best-of-n")),
+                    ("optillm bon", optillm_side(python, proxy, "bon")),
+                ]))  # fmt: skip
             warm, short, warmed = dataset.records[:1], Settings(served, server.base_url, 16), set()
             for title, temperature, sides in groups:
-                if only and title not in only:
+                if only and title not in only and not (title.startswith("gateway") and "gateway" in only):
                     continue
                 for name, side in sides:  # first-call costs (imports, connections, the proxy's plugins) fall here
                     if (client := name.split()[0] if name.startswith(("its_hub", "optillm")) else "") not in warmed:
@@ -486,8 +563,12 @@ def compare(
                                      chunk, log)  # fmt: skip
                 print(f"\n{title}, T={temperature} ({what}; {time.perf_counter() - start:.0f} s)\n{table(tallies)}\n",
                       flush=True)  # fmt: skip
-                rows += [pair_row(tallies[0], peer, what) for peer in tallies[1:]]
+                if title.startswith("gateway"):
+                    rows += [usage_row(t, what) for t in tallies]
+                else:
+                    rows += [pair_row(tallies[0], peer, what) for peer in tallies[1:]]
                 dump["sides"] |= {t.name: t.summary() for t in tallies}
+            stack.close()
     path = cache_dir() / "bench" / f"peers-{model}.json"
     path.write_text(json.dumps(dump, indent=1))
     log(f"peers: per-question answers in {path}")
@@ -509,7 +590,11 @@ def main() -> None:
     parser.add_argument("--model", help="a packaged model (default: the suite's choice)")
     parser.add_argument("--questions", type=int)
     parser.add_argument("--max-tokens", type=int)
-    parser.add_argument("--only", help="comma-separated groups: vote, best-of-n, best-of-n-t1")
+    parser.add_argument(
+        "--only",
+        help="comma-separated groups: vote, best-of-n, best-of-n-t1, gateway (with "
+        "gateway-judged: ttc gateway and optillm's proxy, usage against the server's counters)",
+    )
     args = parser.parse_args()
     if args.model or args.questions or args.max_tokens or args.only:
         only = args.only.split(",") if args.only else None

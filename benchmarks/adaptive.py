@@ -42,6 +42,7 @@ from benchmarks.peers import (
     JUDGE_MAX_TOKENS,
     JUDGE_TEMPERATURE,
     Settings,
+    Tally,
     Turn,
     peer_python,
     peer_turn,
@@ -151,8 +152,11 @@ def its_hub(peer_questions: int, base_url: str, model: str) -> None:
         ("adaptive-vote beta", adaptive_side({"stop": "beta"})),
     ]
     run = Settings(model, base_url, int(settings["max_tokens"]), float(settings["temperature"]))
-    tallies = take_turns(sides, run, dataset, IN_FLIGHT, print)
-    (OUT / "its_hub.json").write_text(json.dumps({t.name: t.summary() for t in tallies}, indent=1))
+
+    def save(tallies: list[Tally]) -> None:  # after every chunk: a failure later keeps the turns measured
+        (OUT / "its_hub.json").write_text(json.dumps({t.name: t.summary() for t in tallies}, indent=1))
+
+    save(take_turns(sides, run, dataset, IN_FLIGHT, print, on_chunk=save))
 
 
 # -- the report -------------------------------------------------------------------------------------

@@ -236,7 +236,11 @@ def run_driver(python: Path, script: str, request: dict[str, Any]) -> dict[str, 
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{script} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
-    report: dict[str, Any] = json.loads(proc.stdout)
+    try:
+        report: dict[str, Any] = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"{script} printed no report (stdout {proc.stdout[:200]!r}; stderr "
+                           f"{proc.stderr.strip()[-800:]!r})") from None  # fmt: skip
     return report
 
 
@@ -437,9 +441,15 @@ Side = tuple[str, Callable[[Settings, list[Record]], Turn]]
 
 
 def take_turns(
-    sides: list[Side], settings: Settings, dataset: Dataset, chunk: int, log: Callable[[str], None]
+    sides: list[Side],
+    settings: Settings,
+    dataset: Dataset,
+    chunk: int,
+    log: Callable[[str], None],
+    on_chunk: Callable[[list[Tally]], None] | None = None,
 ) -> list[Tally]:
-    """Every side over every chunk of questions, in turns whose first side rotates."""
+    """Every side over every chunk of questions, in turns whose first side rotates; ``on_chunk`` gets
+    the tallies so far after each chunk (so a long run that fails later keeps what it measured)."""
     root = settings.base_url.removesuffix("/v1")
     tallies = {name: Tally(name) for name, _ in sides}
     records = dataset.records
@@ -451,6 +461,8 @@ def take_turns(
             after = scrape(root)
             tallies[name].add(turn, {k: after[k] - before[k] for k in after}, dataset, part)
             log(f"peers:   {name}: questions {first}..{first + len(part) - 1} in {turn.seconds:.0f} s")
+        if on_chunk is not None:
+            on_chunk([tallies[name] for name, _ in sides])
     return [tallies[name] for name, _ in sides]
 
 

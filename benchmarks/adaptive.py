@@ -37,16 +37,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.peers import (
-    ANSWER_PATTERN,
     IN_FLIGHT,
-    JUDGE_MAX_TOKENS,
-    JUDGE_TEMPERATURE,
     Settings,
     Tally,
     Turn,
+    its_hub_side,
     peer_python,
-    peer_turn,
-    run_driver,
     take_turns,
 )
 from graphs.cli import amain
@@ -57,7 +53,6 @@ from graphs.lab.pool import bootstrap_band
 from graphs.strategies import build_adaptive_vote_graph
 from nodes import LLM, Endpoint, RunContext
 from nodes.budget import ledger_totals
-from nodes.propose import propose_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "notebooks" / "results" / "adaptive"
@@ -106,20 +101,6 @@ async def direct(questions: int, sets: Sequence[str] = tuple(SETS)) -> None:
 # -- its_hub beside adaptive-vote -----------------------------------------------------------------
 
 
-def its_hub_adaptive(python: Path) -> Any:
-    def turn(settings: Settings, chunk: list[Record]) -> Turn:
-        request = {
-            "base_url": settings.base_url, "model": settings.model, "algorithm": "adaptive-self-consistency",
-            "prompts": [propose_prompt(r.question, "number") for r in chunk], "k": CAP,
-            "temperature": settings.temperature, "max_tokens": settings.max_tokens, "concurrency": IN_FLIGHT,
-            "judge_temperature": JUDGE_TEMPERATURE, "judge_max_tokens": JUDGE_MAX_TOKENS,
-            "answer_pattern": ANSWER_PATTERN,
-        }  # fmt: skip
-        return peer_turn(run_driver(python, "its_hub_driver.py", request))
-
-    return turn
-
-
 def adaptive_side(options: dict[str, Any]) -> Any:
     graph: Any = build_adaptive_vote_graph(CAP, **options).compile()
 
@@ -148,7 +129,7 @@ def its_hub(peer_questions: int, base_url: str, model: str) -> None:
     dataset = Dataset("gsm8k", records, "number")
     sides = [
         ("adaptive-vote supermajority", adaptive_side({"stop": "supermajority"})),
-        ("its_hub AdaptiveSelfConsistency", its_hub_adaptive(peer_python())),
+        ("its_hub AdaptiveSelfConsistency", its_hub_side(peer_python(), "adaptive-self-consistency", CAP)),
         ("adaptive-vote beta", adaptive_side({"stop": "beta"})),
     ]
     run = Settings(model, base_url, int(settings["max_tokens"]), float(settings["temperature"]))

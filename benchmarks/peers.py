@@ -254,11 +254,11 @@ def peer_turn(report: dict[str, Any], extra_cpu: float = 0.0) -> Turn:
     return Turn(texts, report["seconds"], report["cpu_seconds"] + extra_cpu, reported, errors)
 
 
-def its_hub_side(python: Path, algorithm: str) -> Callable[[Settings, list[Record]], Turn]:
+def its_hub_side(python: Path, algorithm: str, k: int = K) -> Callable[[Settings, list[Record]], Turn]:
     def turn(settings: Settings, chunk: list[Record]) -> Turn:
         request = {
             "base_url": settings.base_url, "model": settings.model, "algorithm": algorithm,
-            "prompts": [propose_prompt(r.question, "number") for r in chunk], "k": K,
+            "prompts": [propose_prompt(r.question, "number") for r in chunk], "k": k,
             "temperature": settings.temperature, "max_tokens": settings.max_tokens, "concurrency": IN_FLIGHT,
             "judge_temperature": JUDGE_TEMPERATURE, "judge_max_tokens": JUDGE_MAX_TOKENS,
             "answer_pattern": ANSWER_PATTERN,
@@ -275,6 +275,41 @@ def process_cpu(pid: int) -> float:
 
 
 @contextlib.contextmanager
+def http_service(
+    name: str,
+    cmd: list[str],
+    port: int,
+    log_path: Path,
+    *,
+    stop: signal.Signals = signal.SIGTERM,
+    **popen: Any,
+) -> Iterator[tuple[str, int]]:
+    """``cmd`` as a process serving HTTP on ``port`` (its output in ``log_path``), once its ``/health``
+    answers; yields its ``/v1`` base URL and pid, and stops it with ``stop`` (then kills it)."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **popen)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode} (log: {log_path})")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not answer /health within 120 s (log: {log_path})")
+                time.sleep(0.5)
+            yield f"http://127.0.0.1:{port}/v1", proc.pid
+        finally:
+            proc.send_signal(stop)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
 def optillm_proxy(python: Path, base_url: str, model: str, log_path: Path) -> Iterator[tuple[str, int]]:
     """optillm's proxy in front of ``base_url``; yields its base URL and pid.
 
@@ -286,27 +321,11 @@ def optillm_proxy(python: Path, base_url: str, model: str, log_path: Path) -> It
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPTILLM_")} | {"OPENAI_API_KEY": "none"}
     cmd = [str(python), str(python.parent / "optillm"), "--base-url", base_url, "--host", "127.0.0.1",
            "--port", str(port), "--best-of-n", str(K), "--model", model]  # fmt: skip
-    with tempfile.TemporaryDirectory() as folder, log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"optillm exited with {proc.returncode} (log: {log_path})")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"optillm did not answer /health within 120 s (log: {log_path})")
-                time.sleep(0.5)
-            yield f"http://127.0.0.1:{port}/v1", proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        http_service("optillm", cmd, port, log_path, cwd=folder, env=env) as served,
+    ):
+        yield served
 
 
 def optillm_side(python: Path, proxy: tuple[str, int], approach: str) -> Callable[[Settings, list[Record]], Turn]:
@@ -333,27 +352,8 @@ def ttc_gateway(base_url: str, model: str, log_path: Path) -> Iterator[tuple[str
     port = free_port()
     cmd = [sys.executable, "-m", "graphs.cli", "gateway", "--base-url", base_url, "--model", model,
            "--port", str(port), "--format", "number", "--max-runs", str(4 * IN_FLIGHT), "--quiet"]  # fmt: skip
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"ttc gateway exited with {proc.returncode} (log: {log_path})")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"ttc gateway did not answer /health within 120 s (log: {log_path})")
-                time.sleep(0.5)
-            yield f"http://127.0.0.1:{port}/v1", proc.pid
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with http_service("ttc gateway", cmd, port, log_path, stop=signal.SIGINT) as served:
+        yield served
 
 
 def gateway_side(python: Path, proxy: tuple[str, int], strategy: str) -> Callable[[Settings, list[Record]], Turn]:

@@ -366,10 +366,9 @@ class LLM:
             raise BadModelOutput(f"endpoint {url}/models answered without a list of models")
         return [str(m["id"]) for m in listed if isinstance(m, dict) and m.get("id") is not None]
 
-    async def check(self) -> None:
-        """Fail fast with one clear line if the endpoint is unreachable or lacks the model.
-
-        A server that lists no models is taken at its word (see :meth:`models`).
+    async def check(self) -> list[str]:
+        """Fail fast with one clear line if the endpoint is unreachable or lacks the model; returns
+        the models it lists (:meth:`models`). A server that lists no models is taken at its word.
         """
         models = await self.models()
         url = self.endpoint.base_url
@@ -379,6 +378,7 @@ class LLM:
                 base_url=url,
                 status=404,
             )
+        return models
 
 
 async def post(

@@ -27,9 +27,10 @@ import asyncio
 import contextvars
 import functools
 import operator
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from contextlib import aclosing
+from typing import Any
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -38,7 +39,6 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, mess
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr
 
@@ -66,7 +66,6 @@ _RUN_SETTINGS = (
     "max_total_tokens",
 )
 # the StrategyConfig fields a call may set: the run's context, not the graph's structure
-_T = TypeVar("_T")
 _TOOLS = ("tools", "tool_choice", "functions", "function_call", "response_format", "parallel_tool_calls")
 
 
@@ -76,32 +75,6 @@ def _endpoint_from_env() -> Endpoint:
         raise ConfigError(f"StrategyChatModel needs an endpoint: pass endpoint=Endpoint(...) or set {ENV_BASE_URL} "
                           f"and {ENV_MODEL} (`ttc serve` prints them)")  # fmt: skip
     return endpoint
-
-
-async def _detached(items: AsyncGenerator[_T]) -> AsyncIterator[_T]:
-    """``items``, each step run outside the LangChain/LangGraph run that this call is made in.
-
-    A graph run inside a graph's node becomes its subgraph: it would inherit the caller's
-    checkpointer and stream its values under the caller's namespace (where the runner, which
-    reads the root's, finds none). A chat model call is a leaf of the caller's run, as any
-    provider's is, so the strategy's graph runs as a run of its own. Closing the iterator early
-    (an agent that stops reading) closes ``items``, which cancels the run's requests.
-    """
-    context = contextvars.copy_context()
-    context.run(var_child_runnable_config.set, None)
-
-    async def step() -> _T:
-        return await anext(items)
-
-    try:
-        while True:
-            try:
-                item = await asyncio.create_task(step(), context=context)
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        await asyncio.create_task(items.aclose(), context=context)
 
 
 class StrategyChatModel(BaseChatModel):
@@ -229,10 +202,11 @@ class StrategyChatModel(BaseChatModel):
         """The run's progress chunks as they happen, then the answer chunk (usage, report)."""
         config = self._config_for(stop, kwargs)
         question = question_of(messages)
-        llm = LLM(self.endpoint, http_async_client=self.http_async_client)
-        run = cast("AsyncGenerator[StrategyEvent | StrategyResult]", self._runner.astream(question, llm, config=config))
-        async with llm:
-            async for item in _detached(run):
+        async with (
+            LLM(self.endpoint, http_async_client=self.http_async_client) as llm,
+            aclosing(self._runner.astream(question, llm, config=config)) as run,  # closing early cancels the run
+        ):
+            async for item in run:
                 chunk = self._answer_chunk(item) if isinstance(item, StrategyResult) else self._progress_chunk(item)
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from graphs.registry import strategies
+from graphs.registry import get, strategies
 from graphs.serving.strategy import (
     StrategyConfig,
     StrategyEvent,
@@ -210,11 +210,13 @@ class _Gateway:
         if body.seed is not None:
             values["seed"] = body.seed
         try:
+            get(values["strategy"])
+        except ConfigError as exc:
+            raise _Refused(404, str(exc), param="model", code="model_not_found") from None
+        try:
             config = StrategyConfig.parse(values)
         except ConfigError as exc:
-            status = 404 if str(exc).startswith("strategy:") else 400
-            raise _Refused(status, str(exc), param="model" if status == 404 else "ttc",
-                           code="model_not_found" if status == 404 else "invalid_value") from None  # fmt: skip
+            raise _Refused(400, str(exc), param="ttc", code="invalid_value") from None
         model = config.upstream_model or self.settings.endpoint.model
         if self.upstream_models and model not in self.upstream_models:
             served = ", ".join(self.upstream_models)
@@ -373,8 +375,8 @@ class _Gateway:
     async def startup(self) -> None:
         llm = LLM(self.settings.endpoint, http_async_client=self.settings.http_async_client)
         self.llms[self.settings.endpoint.model] = llm
-        await llm.check()  # unreachable upstream or a model it lacks: fail at start, with one line
-        self.upstream_models = await llm.models() or [self.settings.endpoint.model]
+        # unreachable upstream or a model it lacks: fail at start, with one line
+        self.upstream_models = await llm.check() or [self.settings.endpoint.model]
 
     async def shutdown(self) -> None:
         for llm in self.llms.values():

@@ -33,8 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -42,7 +40,6 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
@@ -51,7 +48,7 @@ from pydantic import SecretStr
 from typing_extensions import TypedDict
 
 from graphs.registry import get
-from graphs.serving.strategy import StrategyConfig, StrategyEvent, StrategyResult, StrategyRunner, question_of
+from graphs.serving.strategy import StrategyConfig, StrategyResult, StrategyRunner, question_of
 from nodes.answers import AnswerFormat
 from nodes.endpoint import ENV_BASE_URL, ENV_MODEL, LLM, Endpoint
 from nodes.errors import ConfigError
@@ -183,32 +180,6 @@ def _runner(config_json: str) -> StrategyRunner:
     return StrategyRunner(StrategyConfig.model_validate_json(config_json))
 
 
-async def _run_detached(
-    runner: StrategyRunner, question: str, llm: LLM, emit: Callable[[StrategyEvent], None]
-) -> StrategyResult:
-    """``runner.astream`` as a root graph run of its own, its progress events handed to ``emit``.
-
-    Called plainly inside a node, the strategy's graph would become a subgraph of the server's
-    graph (langgraph passes the node's config on through a context variable): it would inherit the
-    server's checkpointer (a checkpoint per step of every sample) and stream under the node's
-    namespace, where :meth:`StrategyRunner.astream` does not look for its final state. So the
-    run goes in a task whose context has no parent config, while ``emit`` (the node's stream
-    writer, which reads that config) is called in the node's own context. Cancelling the node
-    cancels the task, and with it the strategy's requests.
-    """
-    node_context = contextvars.copy_context()
-
-    async def run() -> StrategyResult:
-        var_child_runnable_config.set(None)  # only in this task's copy of the context
-        async for item in runner.astream(question, llm):
-            if isinstance(item, StrategyResult):
-                return item
-            node_context.run(emit, item)
-        raise AssertionError("StrategyRunner.astream ends with a StrategyResult")
-
-    return await asyncio.create_task(run())
-
-
 def build_platform_graph(
     strategy: str, *, open_llm: OpenLLM = LLM
 ) -> StateGraph[PlatformState, ServerContext, PlatformInput, PlatformOutput]:
@@ -248,8 +219,14 @@ def build_platform_graph(
             runner = _runner(config.model_dump_json())
         except ConfigError as exc:  # options that cannot work at this size
             raise ConfigError(f"{strategy}: bad run context: {exc}") from None
+        result: StrategyResult | None = None
         async with open_llm(endpoint) as llm:
-            result = await _run_detached(runner, question, llm, runtime.stream_writer)
+            async for item in runner.astream(question, llm):  # a run of its own (see StrategyRunner.astream)
+                if isinstance(item, StrategyResult):
+                    result = item
+                else:
+                    runtime.stream_writer(item)
+        assert result is not None
         new = [HumanMessage(asked)] if asked else []
         return {
             "question": "",  # consumed: the next run on this thread does not ask it again

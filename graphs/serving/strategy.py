@@ -17,12 +17,15 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables.config import var_child_runnable_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graphs.compose import RECURSION_LIMIT
@@ -345,17 +348,43 @@ class StrategyRunner:
 
     async def astream(
         self, question: str, llm: LLM, *, config: StrategyConfig | None = None
-    ) -> AsyncIterator[StrategyEvent | StrategyResult]:
+    ) -> AsyncGenerator[StrategyEvent | StrategyResult]:
         """The run's progress events as the nodes write them, then its :class:`StrategyResult`
         (or :class:`StrategyFailed`). Closing the iterator early cancels the run's requests.
 
         ``config`` gives this run other sampling settings (temperature, max tokens, seed, budget);
-        its structure (strategy, k, options, scorer) must be the runner's."""
+        its structure (strategy, k, options, scorer) must be the runner's.
+
+        The run is a graph run of its own wherever it is called from: called in another graph's
+        node (a door's, an agent's), the strategy's graph would otherwise become that graph's
+        subgraph (langgraph passes the node's config on in a context variable), inherit its
+        checkpointer (a checkpoint per step of every sample) and stream under its namespace. So
+        each step of the run goes in a task whose context has no parent config, while the items
+        reach the caller in its own context (a node's stream writer works there)."""
         config = self._same_graph(config)
         if not question.strip():
             raise ConfigError("the question is empty")
+        steps = self._stream(question, llm, config)
+        apart = contextvars.copy_context()
+        apart.run(var_child_runnable_config.set, None)
+
+        async def step() -> StrategyEvent | StrategyResult:
+            return await anext(steps)
+
+        try:
+            while True:
+                try:
+                    item = await asyncio.create_task(step(), context=apart)
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            await asyncio.create_task(steps.aclose(), context=apart)
+
+    async def _stream(
+        self, question: str, llm: LLM, config: StrategyConfig
+    ) -> AsyncGenerator[StrategyEvent | StrategyResult]:
         state: dict[str, Any] = {}
-        root: tuple[str, ...] | None = None  # run as a node of another graph, every namespace has its prefix
         stream: Any = self.graph.astream(
             {"question": question},
             context=config.context(llm),
@@ -364,14 +393,11 @@ class StrategyRunner:
             subgraphs=True,
         )
         async for namespace, mode, chunk in stream:
-            if root is None and mode == "values":
-                root = tuple(namespace)  # the run's input state comes first, at the run's own level
-            inner = list(namespace[len(root or ()) :])
             if mode == "values":
-                if not inner:
+                if not namespace:
                     state = {key: value for key, value in chunk.items() if key in self._output}
             elif isinstance(chunk, dict):
-                yield {**chunk, "namespace": inner} if inner else dict(chunk)
+                yield {**chunk, "namespace": list(namespace)} if namespace else dict(chunk)
         yield result_of(config, state)
 
     def _same_graph(self, config: StrategyConfig | None) -> StrategyConfig:

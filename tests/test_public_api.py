@@ -29,9 +29,11 @@ EXPORTS = {
         "make_scorer", "register", "strategies",
     ],
     "graphs.search": [
-        "BeamPolicy", "DVTSPolicy", "Expansion", "Node", "Policy", "RebasePolicy", "SearchOutput", "allocate",
-        "build_beam_search_graph", "build_dvts_graph", "build_lookahead_graph", "build_rebase_graph",
-        "build_search_graph", "check_beam_width", "reward_of",
+        "BeamPolicy", "DVTSPolicy", "Decide", "Expansion", "MCTSPolicy", "Node", "ParticlePolicy", "Policy",
+        "RebasePolicy", "SearchOutput", "SearchView", "Statistics", "allocate", "build_beam_search_graph",
+        "build_dvts_graph", "build_lookahead_graph", "build_mcts_graph", "build_particle_filter_graph",
+        "build_rebase_graph", "build_search_graph", "check_beam_width", "effective_sample_size", "particle_weights",
+        "resample", "reward_of", "tree_statistics", "uct_select", "weighted_by_reward",
     ],
     "graphs.serving": [
         "OpenLLM", "PlatformInput", "PlatformOutput", "PlatformState", "ServerContext", "build_platform_graph",

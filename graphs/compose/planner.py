@@ -120,7 +120,7 @@ def add_worker(
 def add_final(
     builder: StateGraph[Any, Any, Any, Any],
     name: str,
-    node: Callable[[Any], Awaitable[dict[str, Any]]],
+    node: Callable[..., Awaitable[dict[str, Any]]],
     *,
     on_failure: Callable[[Any, NodeError], dict[str, Any]] = vote_failed,
 ) -> str:

@@ -17,7 +17,15 @@ from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
 from graphs.compose import QuestionInput
-from graphs.search.graph import Expansion, Node, SearchOutput, build_search_graph, check_beam_width, reward_of
+from graphs.search.graph import (
+    Expansion,
+    Node,
+    SearchOutput,
+    SearchView,
+    build_search_graph,
+    check_beam_width,
+    reward_of,
+)
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
 from nodes.scorers import Scorer
@@ -33,7 +41,7 @@ class BeamPolicy:
     def first(self, width: int) -> int:
         return width
 
-    def expand(self, fresh: list[Node], completed: list[Node], width: int) -> list[Expansion]:
+    def expand(self, fresh: list[Node], completed: list[Node], width: int, view: SearchView) -> list[Expansion]:
         if len(completed) >= width:
             return []  # n solutions are finished: the outcome is decided
         keep = max(1, width // self.beam_width)

@@ -15,7 +15,15 @@ from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
 from graphs.compose import QuestionInput
-from graphs.search.graph import Expansion, Node, SearchOutput, build_search_graph, check_beam_width, reward_of
+from graphs.search.graph import (
+    Expansion,
+    Node,
+    SearchOutput,
+    SearchView,
+    build_search_graph,
+    check_beam_width,
+    reward_of,
+)
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
 from nodes.scorers import Scorer
@@ -31,7 +39,7 @@ class DVTSPolicy:
     def first(self, width: int) -> int:
         return max(1, width // self.beam_width)  # one root step per subtree
 
-    def expand(self, fresh: list[Node], completed: list[Node], width: int) -> list[Expansion]:
+    def expand(self, fresh: list[Node], completed: list[Node], width: int, view: SearchView) -> list[Expansion]:
         by_subtree: dict[int, list[Node]] = {}
         for node in fresh:
             by_subtree.setdefault(node["subtree"], []).append(node)

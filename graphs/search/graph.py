@@ -17,7 +17,9 @@ Best-of-N over the finished solutions that state an answer (``â = argmax_a Σ r
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Annotated, Any, Protocol, TypedDict
 
 from langgraph.errors import NodeError
@@ -46,7 +48,18 @@ from nodes.step import Step, StepTask, step
 from nodes.types import Candidate, Failure
 from nodes.vote import plurality_vote, weighted_vote
 
-__all__ = ["Expansion", "Node", "Policy", "SearchOutput", "build_search_graph", "check_beam_width", "reward_of"]
+__all__ = [
+    "Decide",
+    "Expansion",
+    "Node",
+    "Policy",
+    "SearchOutput",
+    "SearchView",
+    "build_search_graph",
+    "check_beam_width",
+    "reward_of",
+    "weighted_by_reward",
+]
 
 
 class Node(TypedDict):
@@ -57,6 +70,7 @@ class Node(TypedDict):
     prefix: str  # the solution so far (steps with their separators)
     depth: int
     subtree: int  # DVTS: which independent subtree it belongs to
+    round: int  # the search round that made it (0: the root's first children)
     reward: float | None  # score of its last step (after the roll-out, for lookahead)
     final: bool
     truncated: bool
@@ -70,6 +84,27 @@ class Expansion(TypedDict):
     children: int
 
 
+@dataclass(frozen=True)
+class SearchView:
+    """What a policy may read besides the newest children: the whole tree, the round and the run's seed.
+
+    Attributes:
+        tree: every node so far, by id (0 is the root, the empty solution); read-only.
+        round: the round the expansions will be made in (the root's first children are round 0).
+        seed: the run's seed (``RunContext.seed``). A policy that draws at random derives its
+            generator from it and the round (``random.Random(f"{seed}:{round}")``), so a run is
+            reproducible and a resumed checkpoint draws what the interrupted run would have.
+    """
+
+    tree: Mapping[int, Node]
+    round: int
+    seed: int
+
+    def children(self, node: int) -> list[Node]:
+        """The children of ``node``, oldest first."""
+        return sorted((n for n in self.tree.values() if n["parent"] == node), key=lambda n: n["id"])
+
+
 class Policy(Protocol):
     """What distinguishes the searches."""
 
@@ -80,15 +115,39 @@ class Policy(Protocol):
         """Children of the root (the empty solution)."""
         ...
 
-    def expand(self, fresh: list[Node], completed: list[Node], width: int) -> list[Expansion]:
-        """Given the children just scored (finished ones included) and every finished node so
-        far, which nodes to expand next and with how many children each."""
+    def expand(self, fresh: list[Node], completed: list[Node], width: int, view: SearchView) -> list[Expansion]:
+        """Given the children just scored (finished ones included), every finished node so far and
+        a view of the whole tree, which unfinished nodes (of any depth) to expand next and with
+        how many children each; none ends the search."""
         ...
+
+
+Decide = Callable[[list[Node], SearchView], Mapping[str, Any]]
+"""How a search's answer is chosen from its finished solutions that state an answer: returns a
+decision with at least ``answer`` (a :class:`nodes.vote.VoteResult`'s keys are the convention)."""
 
 
 def reward_of(node: Node) -> float:
     """A node's reward for ranking; an unscored node ranks last."""
     return node["reward"] if node["reward"] is not None else float("-inf")
+
+
+def _candidates(finished: list[Node]) -> list[Candidate]:
+    return [
+        {"index": n["id"], "text": n["prefix"], "answer": n["answer"], "finish_reason": "stop", "seed": None,
+         "parent": n["parent"]}
+        for n in finished
+    ]  # fmt: skip
+
+
+def weighted_by_reward(finished: list[Node], view: SearchView) -> Mapping[str, Any]:
+    """The default :data:`Decide`: weighted Best-of-N, ``â = argmax_a Σ reward`` over the finished
+    solutions (a plurality vote if no reward is positive)."""
+    candidates = _candidates(finished)
+    weights = {n["id"]: n["reward"] or 0.0 for n in finished}
+    if any(weights.values()):
+        return weighted_vote(candidates, weights)
+    return plurality_vote(candidates)
 
 
 class SearchOutput(TypedDict):
@@ -152,10 +211,12 @@ def build_search_graph(
     scorer: Scorer | None = None,
     max_rounds: int = 40,
     lookahead: int = 0,
+    decide: Decide = weighted_by_reward,
     retry: RetryPolicy = RETRY_POLICY,
 ) -> StateGraph[Any, RunContext, QuestionInput, SearchOutput]:
     """Build a step-level tree search: ``policy`` decides what to expand, ``scorer`` (a process
-    scorer, default :class:`nodes.scorers.SelfEvalPRM`) scores each new step.
+    scorer, default :class:`nodes.scorers.SelfEvalPRM`) scores each new step, ``decide`` picks the
+    answer from the finished solutions.
 
     Args:
         policy: which nodes to expand and with how many children (see :class:`Policy`).
@@ -163,6 +224,7 @@ def build_search_graph(
         scorer: the process reward model.
         max_rounds: the round limit (each round is one wave of steps and one of rewards).
         lookahead: greedy roll-out steps before a new step is scored (0: score it as it is).
+        decide: the answer from the finished solutions (default :func:`weighted_by_reward`).
         retry: retry policy of the LLM nodes.
 
     Example:
@@ -184,8 +246,8 @@ def build_search_graph(
         phase = state.get("phase")
 
         if phase is None:  # the root: a first wave of steps from the empty solution
-            root: Node = {"id": 0, "parent": None, "prefix": "", "depth": 0, "subtree": 0, "reward": None,
-                          "final": False, "truncated": False, "answer": None}  # fmt: skip
+            root: Node = {"id": 0, "parent": None, "prefix": "", "depth": 0, "subtree": 0, "round": -1,
+                          "reward": None, "final": False, "truncated": False, "answer": None}  # fmt: skip
             nodes[0] = root
             return update | _expand(state, ctx, nodes, [{"node": 0, "children": policy.first(width)}], limits)
 
@@ -197,7 +259,8 @@ def build_search_graph(
                 child_id = max(nodes) + 1
                 subtree = parent["subtree"] if parent["parent"] is not None else len(children)
                 child: Node = {"id": child_id, "parent": parent["id"], "prefix": parent["prefix"] + s["text"],
-                               "depth": parent["depth"] + 1, "subtree": subtree, "reward": None,
+                               "depth": parent["depth"] + 1, "subtree": subtree, "round": _round(state),
+                               "reward": None,
                                "final": s["final"], "truncated": s["truncated"], "answer": s["answer"]}  # fmt: skip
                 nodes[child_id] = child
                 children.append(child)
@@ -229,9 +292,10 @@ def build_search_graph(
             return update | _finish(state, nodes, f"round limit {limits.max_rounds}")
         if state.get("budget"):
             return update | _finish(state, nodes, "budget")
-        expansions = [e for e in policy.expand(fresh, completed, width) if e["children"] > 0]
-        if any(nodes[e["node"]]["final"] for e in expansions):
-            raise RuntimeError(f"search policy {policy.name!r} tried to expand a finished node")
+        view = SearchView(MappingProxyType(nodes), _round(state), ctx.seed)
+        expansions = [e for e in policy.expand(fresh, completed, width, view) if e["children"] > 0]
+        if any(e["node"] not in nodes or nodes[e["node"]]["final"] for e in expansions):
+            raise RuntimeError(f"search policy {policy.name!r} tried to expand a finished or unknown node")
         if not expansions:
             return update | _finish(state, nodes, "search finished")
         return update | _expand(state, ctx, nodes, expansions, limits)
@@ -258,19 +322,12 @@ def build_search_graph(
         index = task["node"]["id"]
         return {"rewards": [{"node": index, "reward": None}], "failures": [failure("reward", [index], error)]}
 
-    async def select(state: _SearchState) -> dict[str, Any]:
+    async def select(state: _SearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         nodes = [n for _, n in sorted((int(k), v) for k, v in (state.get("tree") or {}).items())]
         finished = [n for n in nodes if n["final"] and not n["truncated"] and n["answer"] is not None]
-        candidates: list[Candidate] = [
-            {"index": n["id"], "text": n["prefix"], "answer": n["answer"], "finish_reason": "stop", "seed": None,
-             "parent": n["parent"]}
-            for n in finished
-        ]  # fmt: skip
-        weights = {n["id"]: n["reward"] or 0.0 for n in finished}
-        if any(weights.values()):
-            decision = dict(weighted_vote(candidates, weights))
-        else:
-            decision = dict(plurality_vote(candidates))
+        candidates = _candidates(finished)
+        view = SearchView(MappingProxyType({n["id"]: n for n in nodes}), _round(state), context_of(runtime).seed)
+        decision = dict(decide(finished, view))
         decision["stopped"] = state.get("stopped")
         decision["finished"] = len(finished)
         return decided(state, decision, candidates=candidates, nodes=nodes)
@@ -289,6 +346,11 @@ def check_beam_width(n: int, beam_width: int) -> None:
     """A :class:`~nodes.errors.ConfigError` unless ``beam_width`` is an integer from 1 to ``n``."""
     if isinstance(beam_width, bool) or not isinstance(beam_width, int) or not 1 <= beam_width <= n:
         raise ConfigError(f"beam width must be an integer from 1 to n ({n}), got {beam_width!r}")
+
+
+def _round(state: _SearchState) -> int:
+    """The search round: each is two planner passes (steps, then rewards)."""
+    return (state.get("rounds") or 0) // 2
 
 
 def _dump(nodes: dict[int, Node]) -> dict[str, Node]:

@@ -22,7 +22,7 @@ from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
 from graphs.compose import QuestionInput
-from graphs.search.graph import Expansion, Node, SearchOutput, build_search_graph
+from graphs.search.graph import Expansion, Node, SearchOutput, SearchView, build_search_graph
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
 from nodes.scorers import Scorer
@@ -78,7 +78,7 @@ class RebasePolicy:
     def first(self, width: int) -> int:
         return width
 
-    def expand(self, fresh: list[Node], completed: list[Node], width: int) -> list[Expansion]:
+    def expand(self, fresh: list[Node], completed: list[Node], width: int, view: SearchView) -> list[Expansion]:
         budget = width - len(completed)  # each finished solution uses up one unit of width
         candidates = [n for n in fresh if not n["final"]]
         if budget <= 0 or not candidates:

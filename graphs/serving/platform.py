@@ -68,7 +68,9 @@ __all__ = [
     "dvts",
     "filter_vote",
     "lookahead",
+    "mcts",
     "mix",
+    "particle_filter",
     "platform_graph",
     "rebase",
     "revision",
@@ -276,5 +278,7 @@ beam_search = platform_graph("beam-search")
 lookahead = platform_graph("lookahead")
 dvts = platform_graph("dvts")
 rebase = platform_graph("rebase")
+particle_filter = platform_graph("particle-filter")
+mcts = platform_graph("mcts")
 revision = platform_graph("revision")
 mix = platform_graph("mix")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.graph import StateGraph
@@ -15,7 +17,14 @@ from graphs.registry import (
     sqrt_chains,
     width_within,
 )
-from graphs.search import build_beam_search_graph, build_dvts_graph, build_lookahead_graph, build_rebase_graph
+from graphs.search import (
+    build_beam_search_graph,
+    build_dvts_graph,
+    build_lookahead_graph,
+    build_mcts_graph,
+    build_particle_filter_graph,
+    build_rebase_graph,
+)
 from graphs.strategies.adaptive_vote import RULES, build_adaptive_vote_graph
 from graphs.strategies.best_of_n import build_best_of_n_graph
 from graphs.strategies.deepconf import build_deepconf_graph, build_deepconf_online_graph
@@ -23,6 +32,7 @@ from graphs.strategies.filter_vote import build_filter_vote_graph
 from graphs.strategies.revision import build_mix_graph
 from graphs.strategies.vote import build_vote_graph
 from nodes.confidence import MEASURES
+from nodes.errors import ConfigError
 
 __all__ = ["BUILTIN"]
 
@@ -33,7 +43,7 @@ AGGREGATION = Option(
     choices=("last", "min", "prod", "mean"),
     help="how a process scorer's step scores become one (default last)",
 )
-BEAM_WIDTH = Option("beam_width", "--beam-width", positive, 4, "beam-search, lookahead, dvts: M (default 4)")
+BEAM_WIDTH = Option("beam_width", "--beam-width", positive, 4, "beam-search, lookahead, dvts, mcts: M (default 4)")
 MAX_ROUNDS = Option("max_rounds", "--max-rounds", positive, None, "searches: round limit (default 40; rebase 25)")
 SELECT = Option(
     "select",
@@ -84,6 +94,40 @@ MEASURE = Option(
 KEEP = Option("keep", "--keep", _percent, 10.0, "deepconf: percent of traces kept, most confident first (default 10)")
 CONF_WINDOW = Option("window", "--conf-window", positive, None, "deepconf: tokens in a confidence group (default 2048)")
 TOP_LOGPROBS = Option("top_logprobs", "--top-logprobs", _logprobs, None, "deepconf: top logprobs a token (default 20)")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < math.inf:
+        raise ValueError(f"expected a positive number, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"expected a fraction from 0 to 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < math.inf:
+        raise ValueError(f"expected 0 or a positive number, got {value}")
+    return value
+
+
+def _steps(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected 0 or more steps, got {value}")
+    return value
+
+
+def _sweeps_within(size: int, options: Mapping[str, Any]) -> None:
+    """Particle Gibbs splits the width among its sweeps: at least one particle each."""
+    if options.get("sweeps", 1) > size:
+        raise ConfigError(f"{options['sweeps']} sweeps exceed the budget {size} (one particle each at least)")
 
 
 def _warmup_within(k: int, options: dict[str, Any]) -> dict[str, Any]:
@@ -197,6 +241,59 @@ BUILTIN = (
         "reward-balanced tree search",
         (Option("temperature", "--rebase-temperature", float, 0.2, "rebase: balance temperature T_b"), MAX_ROUNDS),
         scorer="process",
+    ),
+    StrategySpec(
+        "particle-filter",
+        build_particle_filter_graph,
+        "n particles advance a step a round, resampled by PRM weight when the ESS drops; particle Gibbs with --sweeps",
+        (
+            Option(
+                "temperature",
+                "--pf-temperature",
+                _positive_float,
+                1.0,
+                "particle-filter: T of the weights softmax(logit(r) / T) (default 1)",
+            ),
+            Option(
+                "ess_threshold",
+                "--ess-threshold",
+                _fraction,
+                0.5,
+                "particle-filter: resample when ESS < this x active particles (default 0.5; 1 every round)",
+            ),
+            Option(
+                "resampling",
+                "--resampling",
+                default="multinomial",
+                choices=("multinomial", "systematic"),
+                help="particle-filter: resampling scheme (default multinomial)",
+            ),
+            Option("sweeps", "--sweeps", positive, 1, "particle-filter: particle Gibbs sweeps (default 1)"),
+            MAX_ROUNDS,
+        ),
+        scorer="process",
+        check=_sweeps_within,
+    ),
+    StrategySpec(
+        "mcts",
+        build_mcts_graph,
+        "Monte-Carlo tree search: UCT picks n / M leaves a round, each gets M steps in one request",
+        (
+            BEAM_WIDTH,
+            Option("exploration", "--uct-c", _non_negative_float, None, "mcts: the UCT constant C (default sqrt 2)"),
+            Option("rollout", "--rollout", _steps, 0, "mcts: evaluate a node after a greedy roll-out of N steps"),
+            Option(
+                "answer_by",
+                "--answer-by",
+                default="visits",
+                choices=("visits", "value"),
+                help="mcts: the answer by visit count or by value (default visits)",
+            ),
+            MAX_ROUNDS,
+        ),
+        scorer="process",
+        at_budget=width_within,
+        check=beam_width_within,
     ),
     StrategySpec(
         "revision",

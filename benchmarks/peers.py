@@ -70,14 +70,16 @@ import httpx
 
 from benchmarks.common import Row, free_port, verdict
 from graphs.evaluation.datasets import Dataset, Record, load
+from graphs.search import build_particle_filter_graph
 from graphs.strategies.best_of_n import build_best_of_n_graph
 from graphs.strategies.vote import build_vote_graph
 from nodes import LLM, Endpoint, RunContext
 from nodes.answers import extract_answer
 from nodes.budget import ledger_totals
-from nodes.propose import propose_prompt
-from nodes.scorers import JudgeGrade
+from nodes.propose import ANSWER_INSTRUCTIONS, propose_prompt
+from nodes.scorers import STEP_PROMPT, JudgeGrade, SelfEvalPRM
 from nodes.server import DEFAULT_MODEL, EmbeddedServer, cache_dir
+from nodes.step import STEP_INSTRUCTION
 
 K = 8
 TEMPERATURE = 0.7
@@ -87,6 +89,8 @@ IN_FLIGHT = 4  # questions in flight at once, on every side
 QUESTION_SEED = 12
 FULL_QUESTIONS = 8  # measured: one chunk of 4 questions takes about 11 minutes for all pairs on Qwen 0.5B
 FULL_MAX_TOKENS = 320
+PF_K = 4  # particles on both sides of the particle-filter pair (its_hub's headline budget)
+PF_MAX_STEPS = 20  # steps a particle may take, on both sides
 DRIVERS = Path(__file__).parent / "peer_drivers"
 # its_hub's regex projection: the number of the last \boxed{} or "answer is" (what the prompt asks
 # for; Qwen mostly boxes), as this project's checker reads it. Its projection takes the first match,
@@ -246,8 +250,7 @@ def run_driver(python: Path, script: str, request: dict[str, Any]) -> dict[str, 
 
 def peer_turn(report: dict[str, Any], extra_cpu: float = 0.0) -> Turn:
     reported: Counter[str] = Counter()
-    for r in report["results"]:
-        usage = r.get("usage") or {}
+    for usage in [r.get("usage") or {} for r in report["results"]] + [report.get("prm_usage") or {}]:
         reported.update({k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "calls")})
     texts = [r["text"] for r in report["results"]]
     errors = sum(r["error"] is not None for r in report["results"])
@@ -263,9 +266,44 @@ def its_hub_side(python: Path, algorithm: str, k: int = K) -> Callable[[Settings
             "judge_temperature": JUDGE_TEMPERATURE, "judge_max_tokens": JUDGE_MAX_TOKENS,
             "answer_pattern": ANSWER_PATTERN,
         }  # fmt: skip
+        if algorithm == "particle-filtering":  # steps and the self-evaluation PRM, worded as this project's
+            request |= {
+                "prompts": [step_prompt(r.question) for r in chunk], "questions": [r.question for r in chunk],
+                "prm_prompt": STEP_PROMPT, "max_steps": PF_MAX_STEPS, "step_token": "\n\n",
+                "stop_token": "The answer is",
+            }  # fmt: skip
         return peer_turn(run_driver(python, "its_hub_driver.py", request))
 
     return turn
+
+
+def step_prompt(question: str) -> str:
+    """The user message of this project's step generation (``nodes.step.step_messages``) for a number."""
+    return f"{question.strip()}\n\n{STEP_INSTRUCTION} {ANSWER_INSTRUCTIONS['number']}"
+
+
+def particle_side(ess_threshold: float, k: int = PF_K) -> Callable[[Settings, list[Record]], Turn]:
+    """This project's particle filter with the self-evaluation PRM, ``IN_FLIGHT`` questions at once."""
+    graph: Any = build_particle_filter_graph(
+        k, ess_threshold=ess_threshold, scorer=SelfEvalPRM(), max_rounds=PF_MAX_STEPS
+    ).compile()
+
+    async def turn(settings: Settings, chunk: list[Record]) -> Turn:
+        endpoint = Endpoint(base_url=settings.base_url, model=settings.model, max_concurrency=IN_FLIGHT * k)
+        async with LLM(endpoint) as llm:
+            ctx = RunContext(llm=llm, temperature=settings.temperature, max_tokens=settings.max_tokens,
+                             answer_format="number")  # fmt: skip
+            start, cpu = time.perf_counter(), time.process_time()
+            outs = await graph.abatch(
+                [{"question": r.question} for r in chunk], {"max_concurrency": IN_FLIGHT}, context=ctx
+            )
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        reported: Counter[str] = Counter()
+        for out in outs:
+            reported.update(ledger_totals(out["ledger"]))
+        return Turn([final_text(o) for o in outs], seconds, cpu, reported, sum(bool(o.get("failures")) for o in outs))
+
+    return lambda settings, chunk: asyncio.run(turn(settings, chunk))
 
 
 def process_cpu(pid: int) -> float:
@@ -549,6 +587,11 @@ def compare(
                     ("optillm bon", optillm_side(python, proxy, "bon")),
                 ]),
             ]  # fmt: skip
+            groups.append(("particle-filter", TEMPERATURE, [
+                ("particle-filter ESS 1.0", particle_side(1.0)),
+                ("its_hub ParticleFiltering", its_hub_side(python, "particle-filtering", k=PF_K)),
+                ("particle-filter ESS 0.5", particle_side(0.5)),
+            ]))  # fmt: skip
             stack = contextlib.ExitStack()
             if not only or "gateway" in only:
                 gateway = stack.enter_context(ttc_gateway(server.base_url, served, logs / f"gateway-{server.port}.log"))
@@ -604,8 +647,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument(
         "--only",
-        help="comma-separated groups: vote, best-of-n, best-of-n-t1, gateway (with "
-        "gateway-judged: ttc gateway and optillm's proxy, usage against the server's counters)",
+        help="comma-separated groups: vote, best-of-n, best-of-n-t1, particle-filter (k=4 particles, the "
+        "self-evaluation PRM on both sides), gateway (with gateway-judged: ttc gateway and optillm's proxy, "
+        "usage against the server's counters)",
     )
     args = parser.parse_args()
     if args.model or args.questions or args.max_tokens or args.only:

@@ -462,3 +462,52 @@ def test_both_are_registered_with_their_flags() -> None:
     assert pf.scorer == mcts.scorer == "process"
     assert {o.flag for o in pf.options} >= {"--pf-temperature", "--ess-threshold", "--resampling", "--sweeps"}
     assert {o.flag for o in mcts.options} >= {"--beam-width", "--uct-c", "--rollout", "--answer-by"}
+
+
+# -- the README's "A new search" ------------------------------------------------------------------
+
+
+async def test_the_readme_best_first_search_runs_and_registers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import dataclass as _dataclass
+
+    from graphs import registry
+    from graphs.registry import StrategySpec, register, strategies
+
+    monkeypatch.setattr(registry, "_registered", dict(registry.strategies()))  # this test's registrations go
+    from graphs.search import Expansion, Node, SearchView, build_search_graph, reward_of
+
+    @_dataclass(frozen=True)
+    class BestFirst:
+        """Expand the best-scored open leaf anywhere in the tree, M children at a time."""
+
+        children: int = 2
+        name: str = "best-first"
+
+        def first(self, width: int) -> int:
+            return self.children
+
+        def expand(self, fresh: list[Node], completed: list[Node], width: int, view: SearchView) -> list[Expansion]:
+            if len(completed) >= width:
+                return []
+            leaves = [n for n in view.tree.values() if n["id"] and not n["final"] and not view.children(n["id"])]
+            best = max(leaves, key=lambda n: (reward_of(n), -n["id"]), default=None)
+            return [] if best is None else [{"node": best["id"], "children": self.children}]
+
+    spec = register(
+        StrategySpec(
+            "best-first",
+            lambda n, **options: build_search_graph(BestFirst(), n, **options),
+            "best-first search over steps",
+            scorer="process",
+        ),
+    )
+    assert strategies()["best-first"] is spec
+    fake = FakeServer(reply=good_bad_stepper)
+    out = await run(spec.build(4, scorer=TableScorer(GOOD_BAD), retry=FAST_RETRY).compile(), fake)
+    nodes = out["nodes"]
+    # best-first always follows the good step: its first finished solution is all good steps
+    assert out["answer"] == "42" and sum(n["final"] for n in nodes) >= 4
+    by_id = {n["id"]: n for n in nodes}
+    order = [by_id[next(c["parent"] for c in nodes if c["round"] == r)] for r in range(5)]
+    assert [n["prefix"].count("good") for n in order] == [0, 1, 2, 3, 4]  # the good path first, to its end
+    assert all("bad" not in n["prefix"] for n in order)

@@ -69,6 +69,7 @@ from typing import Any
 import httpx
 
 from benchmarks.common import Row, free_port, verdict
+from graphs.compose import RECURSION_LIMIT
 from graphs.evaluation.datasets import Dataset, Record, load
 from graphs.search import build_particle_filter_graph
 from graphs.strategies.best_of_n import build_best_of_n_graph
@@ -295,7 +296,9 @@ def particle_side(ess_threshold: float, k: int = PF_K) -> Callable[[Settings, li
                              answer_format="number")  # fmt: skip
             start, cpu = time.perf_counter(), time.process_time()
             outs = await graph.abatch(
-                [{"question": r.question} for r in chunk], {"max_concurrency": IN_FLIGHT}, context=ctx
+                [{"question": r.question} for r in chunk],
+                {"max_concurrency": IN_FLIGHT, "recursion_limit": RECURSION_LIMIT},
+                context=ctx,
             )
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         reported: Counter[str] = Counter()

@@ -11,16 +11,19 @@ from typing import Any
 
 import pytest
 from langgraph.types import RetryPolicy
-from scipy.stats import chi2, chisquare
+from scipy.stats import binomtest, chi2, chisquare
 
 from graphs.registry import get as get_strategy
 from graphs.search import (
+    MCTSPolicy,
+    SearchView,
     build_mcts_graph,
     build_particle_filter_graph,
     effective_sample_size,
     particle_weights,
     resample,
 )
+from graphs.search.graph import Node
 from nodes import ConfigError, RunContext, is_transient
 from nodes.scorers import Scored, SelfEvalPRM
 from nodes.step import STEP_INSTRUCTION
@@ -56,6 +59,20 @@ def kinds_stepper(finish_at: int = 99, finish_kind: str | None = None) -> Any:
         if done >= finish_at or (finish_kind is not None and finish_kind in prefix.rsplit("Step ", 1)[-1]):
             return "Final step. The answer is 42."
         return f"Step {done + 1}: {KINDS[req.choice % len(KINDS)]} move.\n\n"
+
+    return reply
+
+
+def depth_stepper(kinds_at: dict[int, tuple[str, ...]], finish_at: int) -> Any:
+    """Choice ``i`` of a request at depth ``d`` is step kind ``kinds_at[d][i]`` (default alpha)."""
+
+    def reply(req: Request) -> str:
+        prefix = req.prompt.split(STEP_INSTRUCTION, 1)[1]
+        done = prefix.count("Step ")
+        if done >= finish_at:
+            return "Final step. The answer is 42."
+        kinds = kinds_at.get(done + 1, ("alpha",))
+        return f"Step {done + 1}: {kinds[req.choice % len(kinds)]} move.\n\n"
 
     return reply
 
@@ -275,9 +292,11 @@ async def test_particle_filter_budget_is_exact_in_the_ledger() -> None:
 
 
 def test_particle_filter_refuses_bad_settings() -> None:
-    for bad in ({"temperature": 0.0}, {"ess_threshold": 1.5}, {"resampling": "residual"}, {"sweeps": 5}):
+    for bad in ({"temperature": 0.0}, {"ess_threshold": 1.5}, {"resampling": "residual"}, {"sweeps": 5},
+                {"sweeps": 3}, {"sweeps": 4}):  # fmt: skip
         with pytest.raises(ConfigError):
             build_particle_filter_graph(4, **bad)  # type: ignore[arg-type]
+    build_particle_filter_graph(4, sweeps=2)  # two sweeps of two particles: a reference and a free one
 
 
 # -- MCTS ---------------------------------------------------------------------------------------
@@ -474,7 +493,7 @@ async def test_the_readme_best_first_search_runs_and_registers(monkeypatch: pyte
     from graphs.registry import StrategySpec, register, strategies
 
     monkeypatch.setattr(registry, "_registered", dict(registry.strategies()))  # this test's registrations go
-    from graphs.search import Expansion, Node, SearchView, build_search_graph, reward_of
+    from graphs.search import Expansion, build_search_graph, reward_of
 
     @_dataclass(frozen=True)
     class BestFirst:
@@ -511,3 +530,106 @@ async def test_the_readme_best_first_search_runs_and_registers(monkeypatch: pyte
     order = [by_id[next(c["parent"] for c in nodes if c["round"] == r)] for r in range(5)]
     assert [n["prefix"].count("good") for n in order] == [0, 1, 2, 3, 4]  # the good path first, to its end
     assert all("bad" not in n["prefix"] for n in order)
+
+
+# -- the strengthened properties ---------------------------------------------------------------------
+
+
+async def test_weights_accumulate_over_rounds_without_resampling() -> None:
+    """Round 0: three alpha (0.9) and one delta (0.2): ESS 3.05 of 4 >= 2, no resampling. Then every
+    particle takes an alpha step and an answer (0.6). Without resampling the log-weights add up, so
+    the delta particle keeps its handicap to the end: final weights ∝ odds products 9·9·1.5 against
+    0.25·9·1.5 (a rule reading only the newest score would weigh all four equally)."""
+    fake = FakeServer(reply=depth_stepper({1: ("alpha", "alpha", "alpha", "delta")}, finish_at=2))
+    graph = build_particle_filter_graph(4, ess_threshold=0.5, scorer=TableScorer(TABLE), retry=FAST_RETRY).compile()
+    out = await run(graph, fake)
+    kids = children_of(out["nodes"])
+    assert all(len(kids[n["id"]]) == 1 for n in out["nodes"] if n["depth"] in (1, 2) and not n["final"])
+    assert out["decision"]["resampled"] == 0
+    products = {}
+    for n in out["nodes"]:
+        if n["final"]:
+            first = next(m for m in out["nodes"] if m["depth"] == 1 and n["prefix"].startswith(m["prefix"]))
+            products[str(n["id"])] = (9.0 if kind(first) == "alpha" else 0.25) * 9.0 * 1.5
+    total = sum(products.values())
+    assert out["decision"]["weights"] == {i: pytest.approx(p / total) for i, p in products.items()}
+
+
+async def test_a_hot_temperature_or_equal_weights_never_trigger_resampling() -> None:
+    fake = FakeServer(reply=kinds_stepper())
+    hot = build_particle_filter_graph(
+        4, temperature=1e9, ess_threshold=0.99, scorer=TableScorer(TABLE), max_rounds=2, retry=FAST_RETRY
+    ).compile()
+    cold = build_particle_filter_graph(
+        4, temperature=1.0, ess_threshold=0.99, scorer=TableScorer(TABLE), max_rounds=2, retry=FAST_RETRY
+    ).compile()
+    moved = 0
+    for seed in range(10):
+        out = await run(hot, fake, seed)
+        kids = children_of(out["nodes"])
+        assert [len(kids[n["id"]]) for n in out["nodes"] if n["depth"] == 1] == [1, 1, 1, 1]
+        out = await run(cold, fake, seed)
+        kids = children_of(out["nodes"])
+        moved += [len(kids[n["id"]]) for n in out["nodes"] if n["depth"] == 1] != [1, 1, 1, 1]
+    assert moved >= 5  # at T = 1 the same population is resampled, and the counts move
+    flat = TableScorer({k: 0.5 for k in (*KINDS, "answer")})
+    for n in (5, 10, 20):  # ESS of equal weights rounds to just under N for these sizes
+        graph = build_particle_filter_graph(n, ess_threshold=1.0, scorer=flat, max_rounds=2, retry=FAST_RETRY)
+        out = await run(graph.compile(), fake)
+        kids = children_of(out["nodes"])
+        assert all(len(kids[m["id"]]) == 1 for m in out["nodes"] if m["depth"] == 1)
+
+
+async def test_particle_gibbs_draws_its_reference_by_weight_and_branches_off_it() -> None:
+    """Sweep 1 has an alpha (0.9) and a beta (0.7) particle, each ending with an answer (0.6) and
+    never resampled: the reference is the alpha one with probability 9 / (9 + 7/3) = 0.794."""
+    fake = FakeServer(reply=depth_stepper({1: ("alpha", "beta")}, finish_at=2))
+    graph = build_particle_filter_graph(
+        4, sweeps=2, ess_threshold=0.0, scorer=TableScorer(TABLE), retry=FAST_RETRY
+    ).compile()
+    alpha = runs = 0
+    for seed in range(200):
+        out = await run(graph, fake, seed)
+        nodes = {n["id"]: n for n in out["nodes"]}
+        starts = sorted({n["round"] for n in nodes.values() if n["parent"] == 0})
+        second = {n["id"] for n in nodes.values() if n["round"] >= starts[1]}
+        (reference,) = {int(i) for i in out["decision"]["weights"]} - second
+        path = nodes[reference]["prefix"]
+        first = next(m for m in nodes.values() if m["depth"] == 1 and path.startswith(m["prefix"]))
+        alpha += kind(first) == "alpha"
+        runs += 1
+    assert binomtest(alpha, runs, 9 / (9 + 7 / 3)).pvalue > 0.001
+
+    branching = FakeServer(reply=depth_stepper({1: ("alpha", "delta", "delta", "delta")}, finish_at=3))
+    graph = build_particle_filter_graph(
+        8, sweeps=2, ess_threshold=1.0, scorer=TableScorer(TABLE), retry=FAST_RETRY
+    ).compile()
+    branched = 0
+    for seed in range(10):
+        out = await run(graph, branching, seed)
+        nodes = {n["id"]: n for n in out["nodes"]}
+        starts = sorted({n["round"] for n in nodes.values() if n["parent"] == 0})
+        branched += any(
+            n["round"] >= starts[1] and n["parent"] != 0 and nodes[n["parent"]]["round"] < starts[1]
+            for n in nodes.values()
+        )
+    assert branched >= 5  # the reference's prefix wins draws: fresh particles grow from it
+
+
+def test_answer_by_visits_and_by_value_disagree_where_they_should() -> None:
+    """A is visited most (a big subtree of middling values), B holds the single best solution."""
+
+    def node(i: int, parent: int | None, depth: int, reward: float | None, final: bool = False,
+             answer: str | None = None) -> Node:  # fmt: skip
+        return {"id": i, "parent": parent, "prefix": "", "depth": depth, "subtree": 0, "round": depth - 1,
+                "reward": reward, "final": final, "truncated": False, "answer": answer}  # fmt: skip
+
+    tree = {0: node(0, None, 0, None), 1: node(1, 0, 1, 0.5), 2: node(2, 0, 1, 0.6),
+            3: node(3, 1, 2, 0.5), 4: node(4, 1, 2, 0.4), 5: node(5, 3, 3, 0.5, True, "7"),
+            6: node(6, 4, 3, 0.4, True, "8"), 7: node(7, 2, 2, 0.95, True, "9")}  # fmt: skip
+    view = SearchView(tree, 4, 0)
+    finished = [n for n in tree.values() if n["final"]]
+    by_visits = MCTSPolicy(2, 1.0, "visits").decide(finished, view)
+    by_value = MCTSPolicy(2, 1.0, "value").decide(finished, view)
+    assert (by_visits["answer"], by_visits["node"]) == ("7", 5)  # root -> A (5 visits) -> 3 (2 visits) -> 5
+    assert (by_value["answer"], by_value["node"]) == ("9", 7)

@@ -25,6 +25,7 @@ from graphs.search import (
     build_particle_filter_graph,
     build_rebase_graph,
 )
+from graphs.search.particles import check_sweeps
 from graphs.strategies.adaptive_vote import RULES, build_adaptive_vote_graph
 from graphs.strategies.best_of_n import build_best_of_n_graph
 from graphs.strategies.deepconf import build_deepconf_graph, build_deepconf_online_graph
@@ -32,7 +33,6 @@ from graphs.strategies.filter_vote import build_filter_vote_graph
 from graphs.strategies.revision import build_mix_graph
 from graphs.strategies.vote import build_vote_graph
 from nodes.confidence import MEASURES
-from nodes.errors import ConfigError
 
 __all__ = ["BUILTIN"]
 
@@ -125,9 +125,8 @@ def _steps(text: str) -> int:
 
 
 def _sweeps_within(size: int, options: Mapping[str, Any]) -> None:
-    """Particle Gibbs splits the width among its sweeps: at least one particle each."""
-    if options.get("sweeps", 1) > size:
-        raise ConfigError(f"{options['sweeps']} sweeps exceed the budget {size} (one particle each at least)")
+    """Particle Gibbs splits the width evenly among its sweeps, 2 particles each at least."""
+    check_sweeps(size, options.get("sweeps", 1))
 
 
 def _warmup_within(k: int, options: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,28 @@ async def test_ledger_matches_the_servers_own_counts(live_endpoint: Endpoint, ll
     assert after["vllm:request_success_total"] - before["vllm:request_success_total"] == 2 * k
 
 
+@pytest.mark.parametrize("strategy", ["particle-filter", "mcts"])
+async def test_search_ledgers_match_the_servers_own_counts(strategy: str, live_endpoint: Endpoint, llm: LLM) -> None:
+    """Every step sample and every self-evaluation PRM call of a particle filter and of MCTS is in
+    the ledger: its completion tokens and samples equal vLLM's own counters."""
+    from graphs.compose import RECURSION_LIMIT
+    from graphs.registry import get
+    from nodes.budget import ledger_totals
+    from nodes.scorers import SelfEvalPRM
+
+    options = {"particle-filter": {"ess_threshold": 1.0}, "mcts": {"beam_width": 2}}[strategy]
+    graph = get(strategy).build(4, scorer=SelfEvalPRM(), max_rounds=3, **options).compile()
+    ctx = RunContext(llm=llm, max_tokens=32, seed=5)
+    before = server_counters(live_endpoint)
+    out = await graph.ainvoke({"question": "What is 12 + 30?"}, {"recursion_limit": RECURSION_LIMIT}, context=ctx)
+    totals = ledger_totals(out["ledger"])
+    after = await settled_counters(live_endpoint, totals["calls"], before)  # vLLM counts a request of n as n
+    assert out["failures"] == []
+    assert len(out["nodes"]) - 1 == out["ledger"]["step"]["calls"] == out["ledger"]["verify"]["calls"]
+    assert after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"] == totals["completion_tokens"]
+    assert after["vllm:request_success_total"] - before["vllm:request_success_total"] == totals["calls"]
+
+
 async def test_a_whole_filter_vote_graph_runs(llm: LLM) -> None:
     k = 4
     ctx = RunContext(llm=llm, max_tokens=64, judge_max_tokens=64)
@@ -148,6 +170,8 @@ STRATEGY_FLAGS = {
     "lookahead": ["--beam-width", "1", "--lookahead", "1", "--max-rounds", "2"],
     "dvts": ["--beam-width", "1", "--max-rounds", "2"],
     "rebase": ["--max-rounds", "2"],
+    "particle-filter": ["--max-rounds", "2", "--ess-threshold", "1"],
+    "mcts": ["--beam-width", "1", "--max-rounds", "2"],
     "revision": ["--max-attempts", "1"],
     "adaptive-vote": ["--stop", "esc", "--window", "2"],
     "deepconf": ["--keep", "50"],

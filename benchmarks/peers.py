@@ -14,6 +14,10 @@ this project                           peer
 ``best-of-n`` + ``JudgeGrade``         its_hub ``BestOfN`` + ``LLMJudge`` (0-10 score as JSON)
 ``best-of-n`` + ``JudgeGrade``, T=1    optillm ``bon`` (proxy; its generation temperature is fixed at
                                        1.0, so this pair samples at 1.0 on both sides)
+``particle-filter`` (4 particles,      its_hub ``ParticleFiltering`` (4 particles, ``StepGeneration`` on
+``SelfEvalPRM``; ESS threshold 1.0,    blank lines, stopping at "The answer is", at most 20 steps) with
+i.e. resampling every step as its_hub  the same self-evaluation PRM written against its_hub's PRM
+does, and the default 0.5)             interface (``peer_drivers/its_hub_driver.py``)
 =====================================  ===============================================================
 
 ``JudgeGrade`` (a 1-10 grade per sample, the best one wins) is this project's scorer closest to both
@@ -567,7 +571,7 @@ def compare(
     (``vote``, ``best-of-n``, ``best-of-n-t1``). Per-question answers go to ``$TTC_CACHE_DIR/bench/``."""
     python = peer_python(log)
     dataset = load("gsm8k", data_path()).select(questions, seed=QUESTION_SEED)
-    what = f"{len(dataset.records)} GSM8K questions, k={K}, {IN_FLIGHT} in flight, max_tokens={max_tokens}"
+    base_what = f"{len(dataset.records)} GSM8K questions, k={K}, {IN_FLIGHT} in flight, max_tokens={max_tokens}"
     rows: list[Row] = []
     dump: dict[str, Any] = {"model": model, "questions": len(dataset.records), "max_tokens": max_tokens, "sides": {}}
     with EmbeddedServer(model, log=sys.stderr) as server:
@@ -615,6 +619,7 @@ def compare(
                     if (client := name.split()[0] if name.startswith(("its_hub", "optillm")) else "") not in warmed:
                         warmed.add(client)
                         side(short, warm)
+                what = base_what.replace(f"k={K}", f"k={PF_K} particles") if title == "particle-filter" else base_what
                 log(f"peers: {title} ({what}, T={temperature})")
                 start = time.perf_counter()
                 tallies = take_turns(sides, Settings(served, server.base_url, max_tokens, temperature), dataset,

@@ -341,14 +341,15 @@ async def test_uct_choice_sequence_matches_a_hand_computation() -> None:
     assert all(len(kids[i]) in (0, 2) for i in nodes)
 
 
-def textbook_uct(width: int, m: int, c: float, rounds: int) -> list[set[str]]:
+def textbook_uct(width: int, m: int, c: float, rounds: int, depth: int = 4) -> list[set[str]]:
     """A plain reference: explicit nodes, visits and values back-propagated along paths, a
-    virtual loss added and removed per round; returns the names of the leaves expanded each round."""
+    virtual loss added and removed per round, and a node whose children have all finished expanded
+    again; returns the names of the nodes expanded each round."""
     tree: dict[int, dict[str, Any]] = {0: {"name": "", "parent": None, "kids": [], "n": 0, "w": 0.0, "final": False}}
 
     def add(parent: int, good: bool) -> None:
         name = tree[parent]["name"] + ("G" if good else "B")
-        final = len(name) > 4
+        final = len(name) > depth
         reward = GOOD_BAD["answer"] if final else GOOD_BAD["good" if good else "bad"]
         i = len(tree)
         tree[i] = {"name": name, "parent": parent, "kids": [], "n": 0, "w": 0.0, "final": final}
@@ -359,27 +360,30 @@ def textbook_uct(width: int, m: int, c: float, rounds: int) -> list[set[str]]:
             tree[j]["w"] += reward
             j = tree[j]["parent"]
 
-    def closed(i: int) -> bool:
-        t = tree[i]
-        return t["final"] or (bool(t["kids"]) and all(closed(k) for k in t["kids"]))
-
     def expand(leaf: int) -> list[tuple[int, bool]]:
-        depth = len(tree[leaf]["name"])
-        return [(leaf, True), (leaf, True)] if depth >= 4 else [(leaf, False), (leaf, True)]  # "bad" < "good"
+        ends = len(tree[leaf]["name"]) >= depth
+        return [(leaf, True), (leaf, True)] if ends else [(leaf, False), (leaf, True)]  # "bad" < "good"
 
     def pick(taken: set[int]) -> int | None:
-        def open_leaf(i: int) -> bool:
+        def available(i: int) -> bool:
             t = tree[i]
-            return not closed(i) and (i not in taken if not t["kids"] else any(open_leaf(k) for k in t["kids"]))
+            if t["final"]:
+                return False
+            if not t["kids"] or all(tree[k]["final"] for k in t["kids"]):
+                return i not in taken  # a leaf, or a node whose children all finished
+            return any(available(k) for k in t["kids"])
 
-        i = 0
-        if not open_leaf(0):
+        if not available(0):
             return None
-        while tree[i]["kids"]:
-            options = [k for k in tree[i]["kids"] if open_leaf(k)]
+        i = 0
+        while True:
+            options = [k for k in tree[i]["kids"] if available(k)]
+            if not options:
+                return i
             log_n = math.log(max(tree[i]["n"], 1))
-            i = max(options, key=lambda k: (tree[k]["w"] / tree[k]["n"] + c * math.sqrt(log_n / tree[k]["n"]), -k))
-        return i
+            i = max(
+                options, key=lambda k: (round(tree[k]["w"] / tree[k]["n"] + c * math.sqrt(log_n / tree[k]["n"]), 9), -k)
+            )
 
     out = [{""}]
     for child in expand(0):
@@ -411,14 +415,28 @@ def textbook_uct(width: int, m: int, c: float, rounds: int) -> list[set[str]]:
     return out
 
 
-@pytest.mark.parametrize(("width", "c"), [(2, 0.3), (2, 1.0), (2, 2.5), (4, 0.5), (4, 1.4), (6, 1.0)])
-async def test_uct_matches_a_textbook_reference(width: int, c: float) -> None:
-    """Sequential (n = M) and batched (n / M leaves a round, virtual loss) UCT against the reference above."""
+@pytest.mark.parametrize(
+    ("width", "c", "depth"),
+    [
+        (2, 0.3, 4),
+        (2, 1.0, 4),
+        (2, 2.5, 4),
+        (4, 0.5, 4),
+        (4, 1.4, 4),
+        (6, 1.0, 4),
+        (8, 0.7, 4),
+        (8, 1.0, 1),
+        (12, 0.5, 2),
+    ],
+)
+async def test_uct_matches_a_textbook_reference(width: int, c: float, depth: int) -> None:
+    """Sequential (n = M) and batched (n / M nodes a round, virtual loss) UCT, saturated nodes
+    expanded again, against the reference above."""
 
     def stepper(req: Request) -> str:  # a finished solution after four steps, whatever they were
         prefix = req.prompt.split(STEP_INSTRUCTION, 1)[1]
         done = prefix.count("Step ")
-        if done >= 4:
+        if done >= depth:
             return "The answer is 42."
         return f"Step {done + 1}: {'good' if req.choice % 2 == 0 else 'bad'} move.\n\n"
 
@@ -434,7 +452,9 @@ async def test_uct_matches_a_textbook_reference(width: int, c: float) -> None:
 
     last = max(n["round"] for n in nodes.values())
     expanded = [{name(nodes[c["parent"]]) for c in nodes.values() if c["round"] == r} for r in range(last + 1)]
-    assert expanded == textbook_uct(width, 2, c, 12)
+    assert expanded == textbook_uct(width, 2, c, 12, depth)
+    if depth == 1:  # both first steps' children finished early: they were expanded again to reach n solutions
+        assert sum(n["final"] for n in nodes.values()) >= width
 
 
 async def test_mcts_batches_leaves_with_a_virtual_loss_and_answers_by_visits_or_value() -> None:

@@ -6,23 +6,28 @@ up to that many more steps). Back-propagation is therefore a sum over the subtre
 ``N(v)`` = the nodes in ``v``'s subtree (itself included) and ``W(v)`` their values, so
 ``Q(v) = W(v) / N(v)``; the root's ``N`` is every node but the root.
 
-A round selects leaves to expand by descending from the root, at each node taking the child of
+A round selects nodes to expand by descending from the root, at each node taking the child of
 largest ``UCT(c) = Q(c) + C · sqrt(ln N(parent) / N(c))`` (ties to the older child) among the
-children still *open*; a node is closed once finished, or once expanded with all its children
-closed. An unexpanded open node is the leaf: it gets ``M`` next steps in one request (``n = M``),
-which are scored and so back-propagated before the next round. ``n / M`` leaves are selected a
-round (tree parallelisation with a virtual loss: each selected path counts one more visit of
-value 0 while the round's later leaves are chosen, and a leaf is selected once), so a round
-costs ``n`` steps like beam search's. With ``n = M`` it is sequential UCT.
+children with something left to expand. The descent ends at an unexpanded unfinished node (a
+leaf), or at a *saturated* node, one whose children have all finished: it gets ``M`` next steps in
+one request (``n = M``), which are scored and so back-propagated before the next round. Expanding
+a saturated node again (a simple form of widening) keeps the search spending its budget on the
+prefixes it values once their first continuations are finished. ``n / M`` nodes are selected a
+round (tree parallelisation with a virtual loss: each selected path counts one more visit of value
+0 while the round's later nodes are chosen, and a node is selected once), so a round costs ``n``
+steps like beam search's. With ``n = M`` it is sequential UCT.
 
-The search stops when ``n`` solutions are finished, the root is closed, or at the round limit
-or a budget cap. The answer is by *visits* (from the root, follow the most visited child whose
-subtree holds a finished solution, ties to the larger ``Q`` and then the older, down to a
-finished solution) or by *value* (the finished solution with the largest value).
+The search stops when ``n`` solutions are finished, or at the round limit or a budget cap. The
+answer is by *visits* (from the root, follow the most visited child whose subtree holds a finished
+solution, ties to the larger ``Q`` and then the older, down to a finished solution) or by *value*
+(the finished solution with the largest value).
 
-Where this differs from textbook MCTS: a node is expanded once, with ``M`` children at a time
-(no progressive widening), and finished solutions are closed rather than re-simulated, since
-sampling a step from a finished solution has nothing to add.
+Where this differs from textbook MCTS: children come ``M`` at a time and a node is expanded again
+only once all its children are finished (no progressive widening by visit count: measured on
+arithmetic, ``max(M, ceil(N^0.5))`` children kept widening the top of the tree and never finished
+a solution in 40 rounds); finished solutions are never re-simulated, since sampling a step from a
+finished solution has nothing to add. Expanded only once, a node's small subtree was used up at
+``n = 16``, ``M = 2`` after about 22 calls on easy arithmetic, so larger budgets bought nothing.
 """
 
 from __future__ import annotations
@@ -49,19 +54,29 @@ from nodes.endpoint import RETRY_POLICY
 from nodes.errors import ConfigError
 from nodes.scorers import Scorer
 
-__all__ = ["AnswerBy", "MCTSPolicy", "Statistics", "build_mcts_graph", "tree_statistics", "uct_select"]
+__all__ = [
+    "AnswerBy",
+    "MCTSPolicy",
+    "Statistics",
+    "build_mcts_graph",
+    "tree_statistics",
+    "uct_select",
+]
 
 AnswerBy = Literal["visits", "value"]
 
 
 @dataclass
 class Statistics:
-    """Back-propagated statistics of one node: visits ``N``, total value ``W``, children, open or not."""
+    """Back-propagated statistics of one node: visits ``N``, total value ``W``, its children, whether
+    it is *saturated* (expanded, and every child finished: it may be expanded again) and closed
+    (finished)."""
 
     visits: float
     value: float
     children: list[int]
     closed: bool
+    saturated: bool = False
 
     @property
     def q(self) -> float:
@@ -69,17 +84,17 @@ class Statistics:
 
 
 def tree_statistics(tree: Mapping[int, Node]) -> dict[int, Statistics]:
-    """``N``, ``W``, children and closedness of every node (an unscored node counts a visit of value 0).
+    """``N``, ``W``, children and state of every node (an unscored node counts a visit of value 0).
 
     Example:
         >>> root = {"id": 0, "parent": None, "depth": 0, "reward": None, "final": False}
         >>> a = {"id": 1, "parent": 0, "depth": 1, "reward": 0.5, "final": False}
         >>> b = {"id": 2, "parent": 1, "depth": 2, "reward": 1.0, "final": True}
         >>> s = tree_statistics({0: root, 1: a, 2: b})  # type: ignore[dict-item]
-        >>> s[0].visits, s[1].visits, s[1].q, s[1].closed
-        (2.0, 2.0, 0.75, True)
+        >>> s[0].visits, s[1].visits, s[1].q, s[1].saturated, s[2].closed
+        (2.0, 2.0, 0.75, True, True)
     """
-    stats = {i: Statistics(0.0, 0.0, [], False) for i in tree}
+    stats = {i: Statistics(0.0, 0.0, [], bool(n["final"])) for i, n in tree.items()}
     for n in sorted(tree.values(), key=lambda n: n["id"]):
         if n["parent"] is not None:
             stats[n["parent"]].children.append(n["id"])
@@ -88,7 +103,7 @@ def tree_statistics(tree: Mapping[int, Node]) -> dict[int, Statistics]:
         if n["parent"] is not None:
             s.visits += 1
             s.value += n["reward"] or 0.0
-        s.closed = n["final"] or (bool(s.children) and all(stats[c].closed for c in s.children))
+        s.saturated = not s.closed and bool(s.children) and all(stats[c].closed for c in s.children)
         if n["parent"] is not None:
             stats[n["parent"]].visits += s.visits
             stats[n["parent"]].value += s.value
@@ -98,8 +113,9 @@ def tree_statistics(tree: Mapping[int, Node]) -> dict[int, Statistics]:
 def uct_select(
     stats: Mapping[int, Statistics], exploration: float, taken: Iterable[int] = (), root: int = 0
 ) -> list[int] | None:
-    """The path (node ids from the root) to the open unexpanded node UCT selects, or None if
-    every leaf is closed or ``taken``.
+    """The path (node ids from the root) to the node UCT selects for expansion: an unexpanded
+    unfinished node, or a saturated one (all its children finished) where the descent ends; None
+    if nothing is left once the ``taken`` nodes are set aside.
 
     Example:
         >>> s = {0: Statistics(2, 1.0, [1, 2], False), 1: Statistics(1, 0.9, [], False),
@@ -108,16 +124,17 @@ def uct_select(
         [0, 1]
     """
     blocked = set(taken)
+    if _exhausted(stats, root, blocked):
+        return None
     path = [root]
     while True:
         here = stats[path[-1]]
-        if not here.children:
-            return path if path[-1] not in blocked and not here.closed else None
-        options = [c for c in here.children if not stats[c].closed and not _exhausted(stats, c, blocked)]
-        if not options:
-            return None
+        options = [c for c in here.children if not _exhausted(stats, c, blocked)]
+        if not options:  # an unexpanded node, or a saturated one: expand it
+            return path
         log_n = math.log(max(here.visits, 1.0))
-        path.append(max(options, key=lambda c: (_uct(stats[c], log_n, exploration), -c)))
+        # rounded: sums of the same values in another order must still tie (ties go to the older child)
+        path.append(max(options, key=lambda c: (round(_uct(stats[c], log_n, exploration), 9), -c)))
 
 
 def _uct(s: Statistics, log_parent: float, exploration: float) -> float:
@@ -125,11 +142,11 @@ def _uct(s: Statistics, log_parent: float, exploration: float) -> float:
 
 
 def _exhausted(stats: Mapping[int, Statistics], node: int, blocked: set[int]) -> bool:
-    """No open unexpanded node left under ``node`` once ``blocked`` leaves are set aside."""
+    """Nothing left to expand under ``node`` once the ``blocked`` nodes are set aside."""
     s = stats[node]
     if s.closed:
         return True
-    if not s.children:
+    if not s.children or s.saturated:
         return node in blocked
     return all(_exhausted(stats, c, blocked) for c in s.children)
 
@@ -162,7 +179,7 @@ class MCTSPolicy:
             if path is None:
                 break
             taken.append(path[-1])
-            for i in path:  # virtual loss: one more visit of value 0 on the way to a leaf already chosen
+            for i in path:  # virtual loss: one more visit of value 0 on the way to a node already chosen
                 stats[i].visits += 1
         return [{"node": leaf, "children": self.children} for leaf in taken]
 
@@ -182,7 +199,7 @@ class MCTSPolicy:
             chosen = 0
             while chosen not in answering:
                 options = [c for c in stats[chosen].children if holds[c]]
-                chosen = max(options, key=lambda c: (stats[c].visits, stats[c].q, -c))
+                chosen = max(options, key=lambda c: (stats[c].visits, round(stats[c].q, 9), -c))
         node = view.tree[chosen]
         return {"answer": node["answer"], "votes": {node["answer"]: stats[chosen].visits}, "supporters": [chosen],
                 "tie": False, "voters": len(answering), "by": self.answer_by, "node": chosen}  # fmt: skip

@@ -23,11 +23,12 @@ solution, ties to the larger ``Q`` and then the older, down to a finished soluti
 (the finished solution with the largest value).
 
 Where this differs from textbook MCTS: children come ``M`` at a time and a node is expanded again
-only once all its children are finished (no progressive widening by visit count: measured on
-arithmetic, ``max(M, ceil(N^0.5))`` children kept widening the top of the tree and never finished
-a solution in 40 rounds); finished solutions are never re-simulated, since sampling a step from a
-finished solution has nothing to add. Expanded only once, a node's small subtree was used up at
-``n = 16``, ``M = 2`` after about 22 calls on easy arithmetic, so larger budgets bought nothing.
+only once all its children are finished (no progressive widening by visit count: tried on the
+tests' fake model, ``max(M, ceil(N^0.5))`` children kept widening the top of the tree and never
+finished a solution in 40 rounds); finished solutions are never re-simulated, since sampling a step from a
+finished solution has nothing to add. Expanded only once, the tree was used up at
+``n = 16``, ``M = 2`` after about 22 calls on easy arithmetic (the embedded model), so larger budgets
+bought nothing.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -63,25 +64,32 @@ def _revision(n: int, **options: Any) -> StateGraph[Any, Any, Any, Any]:
     return build_mix_graph(n, 1, **options)
 
 
+def _number(text: str, kind: type = float) -> Any:
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def _probability(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0.5 < value <= 1.0:
-        raise ValueError(f"expected a probability above 0.5, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a probability above 0.5, got {value}")
+    return float(value)
 
 
 def _percent(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0.0 < value <= 100.0:
-        raise ValueError(f"expected a percentage in (0, 100], got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a percentage in (0, 100], got {value}")
+    return float(value)
 
 
 def _logprobs(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if not 1 <= value <= 20:
-        raise ValueError(f"expected 1 to 20 top logprobs, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected 1 to 20 top logprobs, got {value}")
+    return int(value)
 
 
 MEASURE = Option(
@@ -97,31 +105,31 @@ TOP_LOGPROBS = Option("top_logprobs", "--top-logprobs", _logprobs, None, "deepco
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0.0 < value < math.inf:
-        raise ValueError(f"expected a positive number, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return float(value)
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"expected a fraction from 0 to 1, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {value}")
+    return float(value)
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0.0 <= value < math.inf:
-        raise ValueError(f"expected 0 or a positive number, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive number, got {value}")
+    return float(value)
 
 
 def _steps(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 0:
-        raise ValueError(f"expected 0 or more steps, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected 0 or more steps, got {value}")
+    return int(value)
 
 
 def _sweeps_within(size: int, options: Mapping[str, Any]) -> None:

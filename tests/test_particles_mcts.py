@@ -653,3 +653,5 @@ def test_answer_by_visits_and_by_value_disagree_where_they_should() -> None:
     by_value = MCTSPolicy(2, 1.0, "value").decide(finished, view)
     assert (by_visits["answer"], by_visits["node"]) == ("7", 5)  # root -> A (5 visits) -> 3 (2 visits) -> 5
     assert (by_value["answer"], by_value["node"]) == ("9", 7)
+    by_vote = MCTSPolicy(2, 1.0, "vote").decide(finished, view)  # weights 0.5, 0.4, 0.95 by answer
+    assert by_vote["answer"] == "9" and by_vote["votes"] == {"7": 0.5, "8": 0.4, "9": 0.95}

@@ -49,6 +49,7 @@ from graphs.search.graph import (
     SearchView,
     build_search_graph,
     check_beam_width,
+    weighted_by_reward,
 )
 from nodes.context import RunContext
 from nodes.endpoint import RETRY_POLICY
@@ -64,7 +65,7 @@ __all__ = [
     "uct_select",
 ]
 
-AnswerBy = Literal["visits", "value"]
+AnswerBy = Literal["visits", "value", "vote"]
 
 
 @dataclass
@@ -159,7 +160,7 @@ class MCTSPolicy:
     Attributes:
         children: ``M``, next steps sampled for a selected leaf (one request).
         exploration: the UCT constant ``C``.
-        answer_by: ``visits`` or ``value``.
+        answer_by: ``visits``, ``value`` or ``vote``.
     """
 
     children: int = 4
@@ -185,7 +186,10 @@ class MCTSPolicy:
         return [{"node": leaf, "children": self.children} for leaf in taken]
 
     def decide(self, finished: list[Node], view: SearchView) -> Mapping[str, Any]:
-        """By visits (the most visited path down to a finished solution) or by value."""
+        """By visits (the most visited path down to a finished solution), by value, or by a vote
+        (the weighted vote by reward over every finished solution, as the other searches answer)."""
+        if self.answer_by == "vote":
+            return {**weighted_by_reward(finished, view), "by": "vote"}
         answering = {n["id"] for n in finished}
         if not answering:
             return {"answer": None, "votes": {}, "supporters": [], "tie": False, "voters": 0, "by": self.answer_by}
@@ -224,7 +228,7 @@ def build_mcts_graph(
         beam_width: ``M``, children of a selected leaf (sampled with ``n = M`` in one request).
         exploration: the UCT constant ``C`` (rewards are in [0, 1]; √2 is UCB1's).
         rollout: evaluate a new node by a greedy roll-out of up to this many steps (0: its own score).
-        answer_by: ``visits`` or ``value``.
+        answer_by: ``visits``, ``value`` or ``vote`` (a weighted vote by reward over the finished solutions).
         scorer: the process reward model (default :class:`nodes.scorers.SelfEvalPRM`).
         max_rounds: the round limit.
 
@@ -236,8 +240,8 @@ def build_mcts_graph(
         raise ConfigError(f"UCT exploration constant must be 0 or more, got {exploration!r}")
     if isinstance(rollout, bool) or not isinstance(rollout, int) or rollout < 0:
         raise ConfigError(f"rollout must be a whole number of steps, 0 or more, got {rollout!r}")
-    if answer_by not in ("visits", "value"):
-        raise ConfigError(f"answer_by must be visits or value, got {answer_by!r}")
+    if answer_by not in ("visits", "value", "vote"):
+        raise ConfigError(f"answer_by must be visits, value or vote, got {answer_by!r}")
     policy = MCTSPolicy(beam_width, exploration, answer_by)
     return build_search_graph(
         policy, n, scorer=scorer, max_rounds=max_rounds, lookahead=rollout, decide=policy.decide, retry=retry

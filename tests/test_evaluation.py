@@ -357,3 +357,16 @@ async def test_a_judge_that_keeps_failing_is_judged_again_on_resume(monkeypatch:
     assert store.dump()["judgements"] == [] and pending(store, arithmetic(1), plan) == 3
     await evaluate(store, arithmetic(1), plan, FakeServer().context(answer_format="number"))
     assert len(store.dump()["judgements"]) == 2 * 3 and pending(store, arithmetic(1), plan) == 0
+
+
+async def test_a_direct_run_the_endpoint_failed_is_not_stored_and_a_resume_runs_it() -> None:
+    """A search whose step requests keep answering 503 ends with a transient failure: that is the
+    endpoint's doing, so the run is not filed as a wrong answer, and the next evaluate runs it."""
+    down = FakeServer(fault=lambda body, count: 503)
+    plan = EvalPlan(("beam-search",), (2,), options={"beam-search": {"beam_width": 1, "max_rounds": 2}})
+    store = EvalStore(":memory:")
+    one = arithmetic(1).select(1)
+    deferred = await evaluate(store, one, plan, down.context(answer_format="number", max_tokens=32))
+    assert deferred == 1 and store.dump()["runs"] == [] and pending(store, one, plan) == 1
+    deferred = await evaluate(store, one, plan, FakeServer().context(answer_format="number", max_tokens=32))
+    assert deferred == 0 and len(store.dump()["runs"]) == 1 and pending(store, one, plan) == 0

@@ -102,7 +102,11 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results, 
                     await llm.check()
                     ctx = _context(args, llm)
                     progress = None if args.quiet else Progress(progress_total(dataset, plan))
-                    await evaluate(store, dataset, plan, ctx, concurrency=args.concurrency, progress=progress)
+                    deferred = await evaluate(store, dataset, plan, ctx, concurrency=args.concurrency,
+                                              progress=progress)  # fmt: skip
+                    if deferred:
+                        print(f"ttc: {deferred} direct runs met endpoint failures after their retries and were not "
+                              "stored; run the same command again to run them", file=sys.stderr)  # fmt: skip
         elif not args.quiet:
             print(f"ttc: {out / 'store.sqlite'} holds every result already: no LLM calls", file=sys.stderr)
         res = results(store, plan, dataset.records, max_n=args.max_n)

@@ -189,9 +189,13 @@ async def _run_direct(
     out: dict[str, Any] = await graph.ainvoke(
         {"question": record.question, "question_id": record.qid}, {"recursion_limit": RECURSION_LIMIT}, context=ctx
     )
+    if any(f.get("transient") for f in out.get("failures") or []):
+        # the endpoint failed (unreachable, overloaded) after the retries, not the strategy: as for a
+        # judge call, nothing is stored, and a resume runs it again
+        return {"correct": None, "tokens": ledger_totals(out.get("ledger")), "deferred": True}
     correct = dataset.check_answer(record, out.get("answer"))
     store.store_run(strategy, budget, options_key(options), record.qid, out, correct)
-    return {"correct": correct, "tokens": ledger_totals(out.get("ledger"))}
+    return {"correct": correct, "tokens": ledger_totals(out.get("ledger")), "deferred": False}
 
 
 async def evaluate(
@@ -202,12 +206,14 @@ async def evaluate(
     *,
     concurrency: int = 4,
     progress: Progress | None = None,
-) -> None:
+) -> int:
     """Run ``plan`` over ``dataset`` into ``store``, skipping whatever the store already holds.
 
     Questions run ``concurrency`` at a time (the endpoint's own limit bounds the requests in
     flight). Interrupt it at any point and call it again: it ends with the same rows as an
-    uninterrupted run.
+    uninterrupted run. A direct run that met a transient endpoint failure after its retries is
+    not stored (the endpoint failed, not the strategy); the count of those is returned, and
+    calling it again runs them.
     """
     plan.check_dataset(dataset)
     if concurrency < 1:
@@ -220,7 +226,10 @@ async def evaluate(
     judges = {name: judge_graph(kind, RETRY_POLICY) for name, kind in judge_kinds(plan.scorers()).items()}
     limit = asyncio.Semaphore(concurrency)
 
+    deferred = 0
+
     async def question(record: Record) -> None:
+        nonlocal deferred
         async with limit:
             if plan.pool_size:
                 tokens = await draw_samples(store, record, plan.pool_size, dataset, ctx)
@@ -235,6 +244,7 @@ async def evaluate(
                             progress.add()
                         continue
                     done = await _run_direct(store, record, strategy, budget, plan, dataset, ctx)
+                    deferred += done["deferred"]
                     if progress:
                         t = done["tokens"]
                         progress.add(tokens=t["prompt_tokens"] + t["completion_tokens"], correct=done["correct"])
@@ -244,6 +254,7 @@ async def evaluate(
     finally:
         if progress:
             progress.close()
+    return deferred
 
 
 def _plurality_correct(samples: list[dict[str, Any]], record: Record) -> bool | None:

@@ -259,7 +259,7 @@ BUILTIN = (
                 "--pf-temperature",
                 _positive_float,
                 1.0,
-                "particle-filter: T of the weights softmax(logit(r) / T) (default 1)",
+                "particle-filter: T of the weights, softmax of the sum of logit(r) / T since resampling (default 1)",
             ),
             Option(
                 "ess_threshold",

@@ -34,9 +34,11 @@ async def run(endpoint: Endpoint) -> list[dict[str, object]]:
 
 async def test_transient_faults_are_retried_and_change_nothing(live_endpoint: Endpoint) -> None:
     clean = await run(live_endpoint)
-    proxy = FaultProxy(live_endpoint.base_url.removesuffix("/v1"), rate=0.2, seed=3, hang=20.0)
+    # The client's timeout must be shorter than a hang, and long enough that a real reply on a loaded
+    # machine never reaches it (at 15 s one did, was sent again, and got through twice).
+    proxy = FaultProxy(live_endpoint.base_url.removesuffix("/v1"), rate=0.2, seed=3, hang=90.0)
     with proxy.running() as url:
-        faulty = await run(live_endpoint.model_copy(update={"base_url": f"{url}/v1", "request_timeout": 15.0}))
+        faulty = await run(live_endpoint.model_copy(update={"base_url": f"{url}/v1", "request_timeout": 60.0}))
     assert sum(proxy.counts[f] for f in ("429", "500", "reset", "timeout")) >= 3, proxy.counts
     for a, b in zip(clean, faulty, strict=True):
         assert b["failures"] == []  # every fault was retried away

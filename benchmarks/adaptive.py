@@ -28,8 +28,6 @@ import asyncio
 import json
 import os
 import sys
-import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,19 +38,16 @@ from benchmarks.peers import (
     IN_FLIGHT,
     Settings,
     Tally,
-    Turn,
+    graph_side,
     its_hub_side,
     peer_python,
     take_turns,
 )
 from graphs.cli import amain
-from graphs.compose import RECURSION_LIMIT
 from graphs.evaluation import EvalPlan, EvalStore, results
-from graphs.evaluation.datasets import Dataset, Record
+from graphs.evaluation.datasets import Dataset
 from graphs.lab.pool import bootstrap_band
 from graphs.strategies import build_adaptive_vote_graph
-from nodes import LLM, Endpoint, RunContext
-from nodes.budget import ledger_totals
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "notebooks" / "results" / "adaptive"
@@ -102,24 +97,8 @@ async def direct(questions: int, sets: Sequence[str] = tuple(SETS)) -> None:
 
 
 def adaptive_side(options: dict[str, Any]) -> Any:
-    graph: Any = build_adaptive_vote_graph(CAP, **options).compile()
-
-    async def turn(settings: Settings, chunk: list[Record]) -> Turn:
-        endpoint = Endpoint(base_url=settings.base_url, model=settings.model, max_concurrency=IN_FLIGHT * CAP)
-        async with LLM(endpoint) as llm:
-            ctx = RunContext(llm=llm, temperature=settings.temperature, max_tokens=settings.max_tokens,
-                             answer_format="number")  # fmt: skip
-            start, cpu = time.perf_counter(), time.process_time()
-            config: Any = {"max_concurrency": IN_FLIGHT, "recursion_limit": RECURSION_LIMIT}
-            outs = await graph.abatch([{"question": r.question} for r in chunk], config, context=ctx)
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        reported: Counter[str] = Counter()
-        for out in outs:
-            reported.update(ledger_totals(out["ledger"]))
-        texts = [f"The answer is {o['answer']}." if o.get("answer") is not None else "" for o in outs]
-        return Turn(texts, seconds, cpu, reported, sum(bool(o.get("failures")) for o in outs))
-
-    return lambda settings, chunk: asyncio.run(turn(settings, chunk))
+    graph = build_adaptive_vote_graph(CAP, **options).compile()
+    return graph_side(graph, CAP, lambda o: f"The answer is {o['answer']}." if o.get("answer") is not None else "")
 
 
 def its_hub(peer_questions: int, base_url: str, model: str) -> None:

@@ -203,31 +203,37 @@ class Settings:
     temperature: float = TEMPERATURE
 
 
-def framework_side(strategy: str) -> Callable[[Settings, list[Record]], Turn]:
-    """This project's graph over a chunk, ``IN_FLIGHT`` questions at once."""
-    graph: Any = (
-        build_vote_graph(K).compile() if strategy == "vote" else build_best_of_n_graph(K, scorer=JudgeGrade()).compile()
-    )
+def graph_side(
+    graph: Any, samples: int, text: Callable[[dict[str, Any]], str] | None = None
+) -> Callable[[Settings, list[Record]], Turn]:
+    """A compiled graph of this project over a chunk, ``IN_FLIGHT`` questions at once, its usage from
+    the ledgers; ``text`` gives the reply a question is scored on (default :func:`final_text`)."""
 
     async def turn(settings: Settings, chunk: list[Record]) -> Turn:
         # Requests in flight are bounded by the questions in flight, as on the peers' side.
-        endpoint = Endpoint(base_url=settings.base_url, model=settings.model, max_concurrency=IN_FLIGHT * K)
+        endpoint = Endpoint(base_url=settings.base_url, model=settings.model, max_concurrency=IN_FLIGHT * samples)
         async with LLM(endpoint) as llm:
             ctx = RunContext(
                 llm=llm, temperature=settings.temperature, max_tokens=settings.max_tokens, answer_format="number",
                 judge_temperature=JUDGE_TEMPERATURE, judge_max_tokens=JUDGE_MAX_TOKENS,
             )  # fmt: skip
             start, cpu = time.perf_counter(), time.process_time()
-            outs = await graph.abatch(
-                [{"question": r.question} for r in chunk], {"max_concurrency": IN_FLIGHT}, context=ctx
-            )
+            config: Any = {"max_concurrency": IN_FLIGHT, "recursion_limit": RECURSION_LIMIT}
+            outs = await graph.abatch([{"question": r.question} for r in chunk], config, context=ctx)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         reported: Counter[str] = Counter()
         for out in outs:
             reported.update(ledger_totals(out["ledger"]))
-        return Turn([final_text(o) for o in outs], seconds, cpu, reported, sum(bool(o.get("failures")) for o in outs))
+        texts = [(text or final_text)(o) for o in outs]
+        return Turn(texts, seconds, cpu, reported, sum(bool(o.get("failures")) for o in outs))
 
     return lambda settings, chunk: asyncio.run(turn(settings, chunk))
+
+
+def framework_side(strategy: str) -> Callable[[Settings, list[Record]], Turn]:
+    """This project's vote or best-of-n (judge grade) with ``K`` samples."""
+    graph = build_vote_graph(K) if strategy == "vote" else build_best_of_n_graph(K, scorer=JudgeGrade())
+    return graph_side(graph.compile(), K)
 
 
 def final_text(out: dict[str, Any]) -> str:
@@ -288,29 +294,9 @@ def step_prompt(question: str) -> str:
 
 
 def particle_side(ess_threshold: float, k: int = PF_K) -> Callable[[Settings, list[Record]], Turn]:
-    """This project's particle filter with the self-evaluation PRM, ``IN_FLIGHT`` questions at once."""
-    graph: Any = build_particle_filter_graph(
-        k, ess_threshold=ess_threshold, scorer=SelfEvalPRM(), max_rounds=PF_MAX_STEPS
-    ).compile()
-
-    async def turn(settings: Settings, chunk: list[Record]) -> Turn:
-        endpoint = Endpoint(base_url=settings.base_url, model=settings.model, max_concurrency=IN_FLIGHT * k)
-        async with LLM(endpoint) as llm:
-            ctx = RunContext(llm=llm, temperature=settings.temperature, max_tokens=settings.max_tokens,
-                             answer_format="number")  # fmt: skip
-            start, cpu = time.perf_counter(), time.process_time()
-            outs = await graph.abatch(
-                [{"question": r.question} for r in chunk],
-                {"max_concurrency": IN_FLIGHT, "recursion_limit": RECURSION_LIMIT},
-                context=ctx,
-            )
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        reported: Counter[str] = Counter()
-        for out in outs:
-            reported.update(ledger_totals(out["ledger"]))
-        return Turn([final_text(o) for o in outs], seconds, cpu, reported, sum(bool(o.get("failures")) for o in outs))
-
-    return lambda settings, chunk: asyncio.run(turn(settings, chunk))
+    """This project's particle filter with the self-evaluation PRM."""
+    graph = build_particle_filter_graph(k, ess_threshold=ess_threshold, scorer=SelfEvalPRM(), max_rounds=PF_MAX_STEPS)
+    return graph_side(graph.compile(), k)
 
 
 def process_cpu(pid: int) -> float:

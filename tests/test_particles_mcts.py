@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from nodes import ConfigError, RunContext, is_transient
 from nodes.scorers import Scored, SelfEvalPRM
 from nodes.step import STEP_INSTRUCTION
 from tests.fakes import FakeServer, Request, tokens
+from tests.test_graph_search import children_of
 
 FAST_RETRY = RetryPolicy(
     initial_interval=0.001, max_interval=0.001, max_attempts=2, jitter=False, retry_on=is_transient
@@ -75,14 +76,6 @@ def depth_stepper(kinds_at: dict[int, tuple[str, ...]], finish_at: int) -> Any:
         return f"Step {done + 1}: {kinds[req.choice % len(kinds)]} move.\n\n"
 
     return reply
-
-
-def children_of(nodes: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
-    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for n in nodes:
-        if n["parent"] is not None:
-            out[n["parent"]].append(n)
-    return out
 
 
 def kind(node: dict[str, Any]) -> str:

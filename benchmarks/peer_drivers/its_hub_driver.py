@@ -108,7 +108,6 @@ def build(request: dict) -> tuple[object, OpenAICompatibleLanguageModel, list[Op
                             stop_token=request["stop_token"], temperature=request["temperature"],
                             include_stop_str_in_output=True)  # fmt: skip
         prm = SelfEvalPRM(request, dict(zip(request["prompts"], request["questions"], strict=True)))
-        build.prm = prm  # type: ignore[attr-defined]
         return ParticleFiltering(sg, prm), lm, [lm]
     if algorithm == "best-of-n":
         judge_lm = model(request["judge_temperature"], request["judge_max_tokens"])
@@ -144,8 +143,8 @@ async def main(request: dict) -> dict:
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     for model in lms:
         await model.close()
-    prm = getattr(build, "prm", None)
-    if prm is not None:  # its_hub's result has no usage for a particle filter: the PRM's own tally
+    prm = getattr(algorithm, "prm", None)  # ParticleGibbs keeps its PRM
+    if isinstance(prm, SelfEvalPRM):  # its_hub's result has no usage for a particle filter: the PRM's own tally
         await prm.client.aclose()
         return {"results": results, "seconds": seconds, "cpu_seconds": cpu, "prm_usage": prm.usage}
     return {"results": results, "seconds": seconds, "cpu_seconds": cpu}

@@ -92,11 +92,13 @@ def particle_weights(rewards: Sequence[float | None], temperature: float = 1.0) 
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
-    logits = []
-    for r in rewards:
-        p = min(max(r if r is not None and not math.isnan(r) else 0.0, _CLIP), 1 - _CLIP)
-        logits.append(math.log(p / (1 - p)) / temperature)
-    return _softmax(logits)
+    return _softmax([_log_odds(r, temperature) for r in rewards])
+
+
+def _log_odds(reward: float | None, temperature: float) -> float:
+    """``logit(r) / T``, ``r`` clipped away from 0 and 1 (a missing or NaN score counts as ``r ≈ 0``)."""
+    p = min(max(reward if reward is not None and not math.isnan(reward) else 0.0, _CLIP), 1 - _CLIP)
+    return math.log(p / (1 - p)) / temperature
 
 
 def effective_sample_size(weights: Sequence[float]) -> float:
@@ -193,11 +195,6 @@ class ParticlePolicy:
     def first(self, width: int) -> int:
         return self.particles(width)
 
-    def _log_odds(self, node: Node) -> float:
-        r = node["reward"]
-        p = min(max(r if r is not None and not math.isnan(r) else 0.0, _CLIP), 1 - _CLIP)
-        return math.log(p / (1 - p)) / self.temperature
-
     def _resamples(self, log_weights: Sequence[float]) -> bool:
         weights = _softmax(log_weights)
         # the tolerance keeps equal weights (ESS = N up to rounding) from counting as a drop
@@ -224,7 +221,7 @@ class ParticlePolicy:
             carry = r > start and not out.resampled.get(r - 1, False)
             for n in nodes:
                 inherited = out.log_weight.get(n["parent"], 0.0) if carry and n["parent"] is not None else 0.0
-                out.log_weight[n["id"]] = self._log_odds(n) + inherited
+                out.log_weight[n["id"]] = _log_odds(n["reward"], self.temperature) + inherited
             active = [n for n in nodes if not n["final"]]
             out.population[r] = active
             free = [n for n in active if n["round"] >= start]

@@ -9,7 +9,7 @@ your own records.
 """
 
 from nodes.answers import AnswerFormat, equivalent, extract_answer, group_answers, normalize
-from nodes.budget import Budget, Ledger, add_ledgers, ledger_entry, ledger_totals
+from nodes.budget import Budget, Ledger, add_ledgers, flops, ledger_entry, ledger_totals
 from nodes.calls import error_line, failure, usage_of
 from nodes.context import RunContext
 from nodes.critique import CRITIQUE_PROMPT, CritiqueTask, critique, critique_failed
@@ -97,6 +97,7 @@ __all__ = [
     "failure",
     "filter_prompt",
     "filter_then_vote",
+    "flops",
     "group_answers",
     "is_transient",
     "ledger_entry",

@@ -8,17 +8,23 @@ parallel branches (langgraph ``Send``) add up instead of overwriting each other.
 ``calls`` counts generated samples (one request with ``n=8`` is 1 request and 8 calls: the unit
 of "LM calls" in Chen et al.); ``requests`` counts HTTP requests. Token counts come from the
 ``usage`` field of the server's responses, never from a local tokenizer.
+
+``flops`` is the inference compute, ``2 × parameters × (prompt + completion tokens)`` of each call
+(the convention of Snell et al. and of Large Language Monkeys: a forward pass costs about two
+FLOPs per weight per token; attention is left out). It is present only when every call's model
+size is known (:attr:`nodes.endpoint.Endpoint.model_parameters`): a sum that includes a call of
+unknown size has no ``flops`` (it is unknown, never undercounted).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from nodes.errors import ConfigError
 
-__all__ = ["Budget", "KindUsage", "Ledger", "add_ledgers", "ledger_entry", "ledger_totals"]
+__all__ = ["Budget", "KindUsage", "Ledger", "add_ledgers", "flops", "ledger_entry", "ledger_totals"]
 
 
 class KindUsage(TypedDict):
@@ -26,6 +32,7 @@ class KindUsage(TypedDict):
     calls: int
     prompt_tokens: int
     completion_tokens: int
+    flops: NotRequired[int]  # absent: some call's model size is unknown
 
 
 Ledger = dict[str, KindUsage]
@@ -36,36 +43,73 @@ def _zero() -> KindUsage:
     return {"requests": 0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
 
+def flops(parameters: int, tokens: float) -> int:
+    """Inference FLOPs of ``tokens`` prompt and completion tokens through a model of ``parameters``
+    weights: ``2 × parameters × tokens``.
+
+    Example:
+        >>> flops(494_000_000, 1_000) / 1e12  # Qwen2.5-Coder-0.5B, a thousand tokens: about 1 TFLOP
+        0.988
+    """
+    return round(2 * parameters * tokens)
+
+
+def _flops_known(usage: KindUsage) -> bool:
+    return "flops" in usage or usage["prompt_tokens"] + usage["completion_tokens"] == 0
+
+
+def _add(acc: KindUsage, usage: KindUsage) -> None:
+    known = _flops_known(acc) and _flops_known(usage)
+    for field in _FIELDS:
+        acc[field] += usage[field]  # type: ignore[literal-required]
+    if known:
+        acc["flops"] = acc.get("flops", 0) + usage.get("flops", 0)
+    else:
+        acc.pop("flops", None)
+
+
 def add_ledgers(left: Ledger | None, right: Ledger | None) -> Ledger:
     """Reducer: the sum of two ledgers (neither argument is modified)."""
     out: Ledger = {kind: {**usage} for kind, usage in (left or {}).items()}
     for kind, usage in (right or {}).items():
-        acc = out.setdefault(kind, _zero())
-        for field in _FIELDS:
-            acc[field] += usage[field]  # type: ignore[literal-required]
+        _add(out.setdefault(kind, _zero()), usage)
     return out
 
 
 def ledger_entry(
-    kind: str, *, requests: int = 1, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0
+    kind: str,
+    *,
+    requests: int = 1,
+    calls: int = 1,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    parameters: int | None = None,
 ) -> Ledger:
-    """A one-kind ledger, as a node returns it in its state update."""
-    return {
-        kind: {
-            "requests": requests,
-            "calls": calls,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-        }
+    """A one-kind ledger, as a node returns it in its state update.
+
+    With the model's ``parameters`` the entry carries its FLOPs; without, its FLOPs are unknown
+    (unless it has no tokens).
+
+    Example:
+        >>> ledger_entry("propose", calls=2, prompt_tokens=50, completion_tokens=150, parameters=135_000_000)
+        {'propose': {'requests': 1, 'calls': 2, 'prompt_tokens': 50, 'completion_tokens': 150, 'flops': 54000000000}}
+    """
+    usage: KindUsage = {
+        "requests": requests,
+        "calls": calls,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
     }
+    if parameters is not None:
+        usage["flops"] = flops(parameters, prompt_tokens + completion_tokens)
+    return {kind: usage}
 
 
 def ledger_totals(ledger: Ledger | None) -> KindUsage:
-    """The sum over all node kinds, plus nothing else."""
+    """The sum over all node kinds (``flops`` only when every call's is known)."""
     total = _zero()
     for usage in (ledger or {}).values():
-        for field in _FIELDS:
-            total[field] += usage[field]  # type: ignore[literal-required]
+        _add(total, usage)
     return total
 
 

@@ -20,13 +20,15 @@ __all__ = ["error_line", "failure", "usage_of"]
 
 
 def usage_of(kind: str, completion: Completion) -> Ledger:
-    """The ledger entry of one request, from the usage the server reported."""
+    """The ledger entry of one request, from the usage the server reported (and its FLOPs, when
+    the model's size is known)."""
     return ledger_entry(
         kind,
         requests=1,
         calls=len(completion.texts),
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
+        parameters=completion.parameters,
     )
 
 

@@ -65,6 +65,9 @@ class Endpoint(BaseModel):
         request_timeout: seconds for one HTTP request.
         max_concurrency: requests in flight at once, shared by the whole run.
         max_n: most samples per request (``n``); 1 for servers that ignore ``n``.
+        parameters: the served model's number of weights, for the ledger's FLOPs (2 × parameters
+            per prompt or completion token). Packaged models are known by their served name;
+            for another model, leave it None and FLOPs are not counted.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -75,6 +78,7 @@ class Endpoint(BaseModel):
     request_timeout: float = Field(default=600.0, gt=0)
     max_concurrency: int = Field(default=16, ge=1)
     max_n: int = Field(default=64, ge=1)
+    parameters: int | None = Field(default=None, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -82,6 +86,22 @@ class Endpoint(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"base URL must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+    @property
+    def model_parameters(self) -> int | None:
+        """``parameters`` as given, else a packaged model's (by its served name), else None (unknown).
+
+        Example:
+            >>> Endpoint(base_url="http://h/v1", model="Qwen2.5-Coder-0.5B-Instruct").model_parameters
+            494000000
+            >>> Endpoint(base_url="http://h/v1", model="my-7b", parameters=7_600_000_000).model_parameters
+            7600000000
+        """
+        if self.parameters is not None:
+            return self.parameters
+        from nodes.server import PACKAGED_MODELS  # the table of packaged models (it imports this module)
+
+        return next((m.parameters for m in PACKAGED_MODELS.values() if m.served_name == self.model), None)
 
     @classmethod
     def from_env(cls, *, base_url: str | None = None, model: str | None = None, **kwargs: Any) -> Endpoint | None:
@@ -131,6 +151,7 @@ class Completion:
     completion_tokens: int
     logprobs: list[Any] = field(default_factory=list)
     stop_reasons: list[Any] = field(default_factory=list)  # vLLM: the matched stop string, None at EOS
+    parameters: int | None = None  # the model's weights, for FLOPs (None: unknown)
 
 
 @dataclass
@@ -256,6 +277,7 @@ class LLM:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             logprobs=[c.get("logprobs") for c in choices],
             stop_reasons=[c.get("stop_reason") for c in choices],
+            parameters=self.endpoint.model_parameters,
         )
 
     async def chat_stream(
@@ -344,6 +366,7 @@ class LLM:
             completion_tokens=max(int(usage.get("completion_tokens") or 0), received),
             logprobs=[{"content": entries}],
             stop_reasons=[stop_reason],
+            parameters=self.endpoint.model_parameters,
         )
 
     async def models(self) -> list[str]:

@@ -82,7 +82,7 @@ def test_report_shows_answer_votes_verdicts_and_tokens() -> None:
         "decision": {"votes": {"42": 2.0, "41": 1.0}, "tie": False, "kept": [0, 2], "fallback": False},
         "candidates": [{"answer": "42"}, {"answer": "41"}, {"answer": "42"}, {"answer": None}],
         "verdicts": [{"verdict": "correct"}, {"verdict": "wrong"}, {"verdict": "correct"}, {"verdict": "unparseable"}],
-        "tokens": {"requests": 5, "calls": 8, "prompt_tokens": 300, "completion_tokens": 500},
+        "tokens": {"requests": 5, "calls": 8, "prompt_tokens": 300, "completion_tokens": 500, "flops": 790400000000},
         "failures": [{"indices": [3], "error": "propose: boom"}],
         "budget": {"exhausted": True, "note": "budget (max_calls=8) reached"},
     }
@@ -91,7 +91,7 @@ def test_report_shows_answer_votes_verdicts_and_tokens() -> None:
         "votes: 42 ×2, 41 ×1, (no answer) ×1",
         "verdicts: correct 2, unparseable 1, wrong 1",
         "filter: kept samples [0, 2]",
-        "tokens: 300 prompt + 500 completion = 800 in 8 calls (5 requests)",
+        "tokens: 300 prompt + 500 completion = 800 in 8 calls (5 requests), 0.79 TFLOPs",
         "failed: samples [3]: propose: boom",
         "budget: budget (max_calls=8) reached",
     ])  # fmt: skip
@@ -117,7 +117,13 @@ def test_run_reports_what_the_strategy_returns(strategy: str, lines: list[str], 
         report = capsys.readouterr().out.splitlines()
         assert report[: len(lines)] == lines
         assert not any(line.startswith("scores:") for line in report)  # a vote has no scores to show
-        assert report[len(lines)].startswith("tokens: ") and report[len(lines)].endswith(f" in {calls}")
+        assert report[len(lines)].startswith("tokens: ")
+        assert report[len(lines)].endswith(f" in {calls}, FLOPs unknown (--params gives the model's size)")
+        code = main(["run", "--base-url", url, "--model", "bench", "-k", "3", "--strategy", strategy, "--quiet",
+                     "--params", "1B", "What is 3 + 4?"])  # fmt: skip
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tokens: "))
+        tokens = int(line.split(" = ")[1].split()[0])
+        assert line.endswith(f" in {calls}, {2e9 * tokens / 1e12:.3g} TFLOPs")
         code = main(["run", "--base-url", url, "--model", "bench", "-k", "3", "--strategy", strategy, "--json",
                      "What is 3 + 4?"])  # fmt: skip
         assert code == 0
@@ -149,3 +155,20 @@ def test_a_routed_run_reports_what_its_strategy_returns(
     assert report[:2] == ["answer: 7", f"probe: agreement 1.00 of 2 samples: {route}@3"]
     assert all(line in report for line in shown)
     assert not any(line.startswith(tuple(hidden)) for line in report)
+
+
+@pytest.mark.parametrize(("text", "value"), [("494000000", 494_000_000), ("494M", 494_000_000), ("7.6B", 7_600_000_000),
+                                             ("7.6e9", 7_600_000_000), ("1.5b", 1_500_000_000)])  # fmt: skip
+def test_params_flag_reads_a_model_size(text: str, value: int) -> None:
+    from graphs.cli.parser import parameter_count
+
+    assert parameter_count(text) == value
+
+
+@pytest.mark.parametrize("bad", ["seven", "3X", "0", "0.4", "B"])
+def test_params_flag_refuses_what_is_not_a_size(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--params", bad, "What is 2+2?"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ttc: error: argument --params: expected a number of weights such as 494M or 7.6B, got {bad!r} "
+                   "(see `ttc run -h`)"]  # fmt: skip

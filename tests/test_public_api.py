@@ -60,7 +60,7 @@ EXPORTS = {
         "Score", "ScoreTask", "Scored", "Scorer", "ServerError", "StepTask", "StreamTask", "TTCError",
         "TransientEndpointError", "VERIFY", "Verdict", "VerifyTask", "Worker", "add_ledgers", "critique",
         "critique_failed", "equivalent", "error_line", "extract_answer", "failure", "filter_prompt",
-        "filter_then_vote", "group_answers", "is_transient", "ledger_entry", "ledger_totals", "normalize",
+        "filter_then_vote", "flops", "group_answers", "is_transient", "ledger_entry", "ledger_totals", "normalize",
         "parse_verdict", "plurality_vote", "propose", "propose_failed", "propose_prompt", "propose_streamed",
         "revise", "revise_failed", "score_failed", "score_node", "scoring", "step", "step_failed",
         "transient_status", "usage_of", "user", "verify", "verify_failed", "vote", "weighted_vote",

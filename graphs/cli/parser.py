@@ -35,6 +35,20 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def parameter_count(text: str) -> int:
+    """A model size: a number of weights, plain or with a suffix (``494000000``, ``494M``, ``7.6B``, ``7.6e9``)."""
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}.get(text.strip()[-1:].lower(), 1.0)
+    number = text.strip()[:-1] if scale != 1.0 else text.strip()
+    message = f"expected a number of weights such as 494M or 7.6B, got {text!r}"
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if not 1 <= value < 1e16:
+        raise argparse.ArgumentTypeError(message)
+    return round(value)
+
+
 def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -171,6 +185,8 @@ def _endpoint_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-concurrency", type=positive, default=16, help="requests in flight at once")
     g.add_argument("--max-n", type=positive, default=64, help="most samples per request (1: server lacks n)")
     g.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    g.add_argument("--params", type=parameter_count, metavar="N",
+                   help="the endpoint model's weights, e.g. 7.6B, for FLOPs (known for packaged models)")  # fmt: skip
 
 
 def strategy_options(args: argparse.Namespace, strategy: str) -> dict[str, Any]:

@@ -32,7 +32,8 @@ __all__ = ["format_result"]
 
 @contextlib.contextmanager
 def _endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
-    limits = {"max_concurrency": args.max_concurrency, "max_n": args.max_n, "request_timeout": args.timeout}
+    limits = {"max_concurrency": args.max_concurrency, "max_n": args.max_n, "request_timeout": args.timeout,
+              "parameters": args.params}  # fmt: skip
     endpoint = Endpoint.from_env(base_url=args.base_url, model=args.model, **limits)
     if endpoint is not None:
         yield endpoint
@@ -195,7 +196,8 @@ def format_result(result: dict[str, Any]) -> str:
     t = result["tokens"]
     lines.append(
         f"tokens: {t['prompt_tokens']} prompt + {t['completion_tokens']} completion = "
-        f"{t['prompt_tokens'] + t['completion_tokens']} in {t['calls']} calls ({t['requests']} requests)"
+        f"{t['prompt_tokens'] + t['completion_tokens']} in {t['calls']} calls ({t['requests']} requests), "
+        + (f"{t['flops'] / 1e12:.3g} TFLOPs" if "flops" in t else "FLOPs unknown (--params gives the model's size)")
     )
     for f in result.get("failures") or []:
         lines.append(f"failed: samples {f['indices']}: {f['error']}")

@@ -44,6 +44,7 @@ __all__ = [
     "Endpoint",
     "Message",
     "is_transient",
+    "known_parameters",
     "post",
     "read_json",
     "status_error",
@@ -97,11 +98,7 @@ class Endpoint(BaseModel):
             >>> Endpoint(base_url="http://h/v1", model="my-7b", parameters=7_600_000_000).model_parameters
             7600000000
         """
-        if self.parameters is not None:
-            return self.parameters
-        from nodes.server import PACKAGED_MODELS  # the table of packaged models (it imports this module)
-
-        return next((m.parameters for m in PACKAGED_MODELS.values() if m.served_name == self.model), None)
+        return self.parameters if self.parameters is not None else known_parameters(self.model)
 
     @classmethod
     def from_env(cls, *, base_url: str | None = None, model: str | None = None, **kwargs: Any) -> Endpoint | None:
@@ -121,6 +118,18 @@ class Endpoint(BaseModel):
             return cls(base_url=url, model=name, api_key=SecretStr(key), **kwargs)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ConfigError(_first_error(exc)) from None
+
+
+def known_parameters(model: str) -> int | None:
+    """The number of weights of a packaged model, by its served name (None for any other model).
+
+    Example:
+        >>> known_parameters("Qwen2.5-Coder-1.5B-Instruct"), known_parameters("gpt-4o")
+        (1540000000, None)
+    """
+    from nodes.server import PACKAGED_MODELS  # the table of packaged models (that module imports this one)
+
+    return next((m.parameters for m in PACKAGED_MODELS.values() if m.served_name == model), None)
 
 
 def _first_error(exc: Exception) -> str:

@@ -18,6 +18,7 @@ from graphs.evaluation import (
     EvalStore,
     Progress,
     evaluate,
+    format_table,
     pending,
     prefix_accuracy,
     results,
@@ -370,3 +371,31 @@ async def test_a_direct_run_the_endpoint_failed_is_not_stored_and_a_resume_runs_
     assert deferred == 1 and store.dump()["runs"] == [] and pending(store, one, plan) == 1
     deferred = await evaluate(store, one, plan, FakeServer().context(answer_format="number", max_tokens=32))
     assert deferred == 0 and len(store.dump()["runs"]) == 1 and pending(store, one, plan) == 0
+
+
+async def test_flops_are_two_x_parameters_x_tokens_and_match_a_direct_runs_ledger(tmp_path: Path) -> None:
+    fake = FakeServer()  # "fake-model": a size nobody knows
+    store = EvalStore(":memory:")
+    plan = EvalPlan(("vote", "filter-vote", "pass@k"), (1, 2))
+    await evaluate(store, arithmetic(1), plan, fake.context(answer_format="number"))
+    unknown = results(store, plan)
+    assert unknown.parameters is None and not any("flops" in r for r in unknown.per_question + unknown.table)
+    res = results(store, plan, parameters=494_000_000)
+    for row in res.per_question:
+        assert row["flops"] == pytest.approx(2 * 494_000_000 * row["tokens"])
+    # the whole pool (k = 2) is one direct run with the pool's seed: its ledger's FLOPs are the row's
+    record = arithmetic(1).records[0]
+    direct = (
+        await build_vote_graph(2)
+        .compile()
+        .ainvoke(
+            {"question": record.question},
+            context=fake.context(answer_format="number", endpoint={"parameters": 494_000_000}),
+        )
+    )
+    row = next(r for r in res.per_question if r["qid"] == record.qid and r["strategy"] == "vote" and r["budget"] == 2)
+    assert row["flops"] == pytest.approx(ledger_totals(direct["ledger"])["flops"])
+    paths = write_outputs(res, tmp_path)
+    assert "accuracy_vs_flops.png" in paths
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].endswith(",method,flops")
+    assert "TFLOPs" in format_table(res) and "?" not in format_table(res).splitlines()[2]

@@ -109,7 +109,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results, 
                               "stored; run the same command again to run them", file=sys.stderr)  # fmt: skip
         elif not args.quiet:
             print(f"ttc: {out / 'store.sqlite'} holds every result already: no LLM calls", file=sys.stderr)
-        res = results(store, plan, dataset.records, max_n=args.max_n)
+        res = results(store, plan, dataset.records, max_n=args.max_n, parameters=args.params)
     paths = write_outputs(res, out)
     report: dict[str, Any] = {"dataset": res.dataset, "model": res.model, "questions": len(res.questions),
                               "incomplete": res.incomplete, "results": res.table, "out": str(out)}  # fmt: skip

@@ -21,19 +21,21 @@ def write_outputs(res: Results, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results.csv": out / "results.csv", "results.json": out / "results.json",
              "per_question.csv": out / "per_question.csv"}  # fmt: skip
+    flops = bool(res.table) and all("flops" in r for r in res.table)
     columns = ["strategy", "budget", "questions", "accuracy", "accuracy_low", "accuracy_high", "calls", "tokens",
-               "method"]  # fmt: skip
+               "method", *(["flops"] if flops else [])]  # fmt: skip
     with paths["results.csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(res.table)
     with paths["per_question.csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["qid", "strategy", "budget", "accuracy", "calls", "tokens", "method"])
+        writer = csv.DictWriter(f, fieldnames=["qid", "strategy", "budget", "accuracy", "calls", "tokens", "method",
+                                               *(["flops"] if flops else [])], extrasaction="ignore")  # fmt: skip
         writer.writeheader()
         writer.writerows(res.per_question)
     paths["results.json"].write_text(json.dumps(
-        {"dataset": res.dataset, "model": res.model, "questions": len(res.questions), "incomplete": res.incomplete,
-         "results": res.table}, indent=2))  # fmt: skip
+        {"dataset": res.dataset, "model": res.model, "parameters": res.parameters, "questions": len(res.questions),
+         "incomplete": res.incomplete, "results": res.table}, indent=2))  # fmt: skip
     try:
         import matplotlib
 
@@ -41,13 +43,16 @@ def write_outputs(res: Results, out: Path) -> dict[str, Path]:
             matplotlib.use("Agg")
     except ImportError:
         return paths
-    for axis, label in (("calls", "LLM calls per question"), ("tokens", "tokens per question")):
+    axes = [("calls", "LLM calls per question"), ("tokens", "tokens per question")]
+    if flops:
+        axes.append(("flops", "FLOPs per question (2 × parameters × tokens)"))
+    for axis, label in axes:
         paths[f"accuracy_vs_{axis}.png"] = plot_results(res, axis, label, out / f"accuracy_vs_{axis}.png")
     return paths
 
 
 def plot_results(res: Results, axis: str, label: str, path: Path) -> Path:
-    """Accuracy against ``axis`` (``calls`` or ``tokens``) per strategy, with bands, saved to ``path``."""
+    """Accuracy against ``axis`` (``calls``, ``tokens`` or ``flops``) per strategy, with bands, saved to ``path``."""
 
     import matplotlib.pyplot as plt
 
@@ -71,9 +76,11 @@ def format_table(res: Results) -> str:
 
     lines = [f"{res.dataset} · {res.model} · {len(res.questions)} questions"
              + (f" ({len(res.incomplete)} incomplete, left out of pooled rows)" if res.incomplete else ""),
-             f"{'strategy':<20}{'budget':>7}{'accuracy':>10}{'95% CI':>16}{'calls':>9}{'tokens':>10}  n"]  # fmt: skip
+             f"{'strategy':<20}{'budget':>7}{'accuracy':>10}{'95% CI':>16}{'calls':>9}{'tokens':>10}"
+             f"{'TFLOPs':>9}  n"]  # fmt: skip
     for r in res.table:
         ci = f"[{r['accuracy_low']:.3f}, {r['accuracy_high']:.3f}]"
+        tflops = f"{r['flops'] / 1e12:>9.2f}" if "flops" in r else f"{'?':>9}"
         lines.append(f"{r['strategy']:<20}{r['budget']:>7}{r['accuracy']:>10.3f}{ci:>16}{r['calls']:>9.1f}"
-                     f"{r['tokens']:>10.0f}  {r['questions']}")  # fmt: skip
+                     f"{r['tokens']:>10.0f}{tflops}  {r['questions']}")  # fmt: skip
     return "\n".join(lines)

@@ -21,7 +21,9 @@ from graphs.lab.pool import QuestionPool, bootstrap_band, pool_curves
 from graphs.lab.scaling import pass_at_k
 from graphs.strategies.adaptive_vote import make_rule
 from nodes.answers import equivalent, group_answers
+from nodes.budget import flops
 from nodes.confidence import ConfidenceMeasure, keep_most_confident, trace_confidence
+from nodes.endpoint import known_parameters
 from nodes.errors import ConfigError
 from nodes.scorers import aggregate
 from nodes.types import Candidate, Score
@@ -35,9 +37,10 @@ __all__ = ["Results", "prefix_accuracy", "results", "subset_confidence_accuracy"
 class Results:
     """Per-question and per-configuration results of a store.
 
-    ``per_question`` rows: ``qid, strategy, budget, accuracy, calls, tokens, method``;
-    ``table`` rows add ``accuracy_low, accuracy_high`` (95% bootstrap over questions) and
-    ``questions``. ``probe`` holds each question's first samples' answers (for difficulty).
+    ``per_question`` rows: ``qid, strategy, budget, accuracy, calls, tokens, method`` and, when the
+    model's size is known (``parameters``), ``flops`` (2 × parameters × tokens); ``table`` rows add
+    ``accuracy_low, accuracy_high`` (95% bootstrap over questions) and ``questions``. ``pools`` holds
+    each question's pool (for difficulty).
     """
 
     dataset: str
@@ -48,6 +51,7 @@ class Results:
     incomplete: list[str]  # questions left out of the pooled results (fewer samples than the pool size)
     pools: dict[str, QuestionPool]
     answer_format: str | None = None
+    parameters: int | None = None  # the model's weights: FLOPs = 2 × parameters × tokens (None: unknown)
 
     def matrix(self, key: str = "accuracy") -> tuple[list[tuple[str, int]], np.ndarray]:
         """``(configurations, values)`` with one row per question that has every configuration."""
@@ -186,14 +190,24 @@ def subset_selection_accuracy(
     return total / count
 
 
-def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None = None, *, max_n: int = 64) -> Results:
+def results(
+    store: EvalStore,
+    plan: EvalPlan,
+    records: Sequence[Record] | None = None,
+    *,
+    max_n: int = 64,
+    parameters: int | None = None,
+) -> Results:
     """Results of every configuration of ``plan`` on ``records`` (default: every question in the store).
 
     Pooled costs are expectations over subsets: a budget ``k`` costs its share of the proposal
     requests (prompt tokens per request × ``ceil(k / max_n)`` requests, plus ``k`` samples'
-    completion tokens) plus ``k`` samples' judgements.
+    completion tokens) plus ``k`` samples' judgements. FLOPs are ``2 × parameters × tokens``, with
+    ``parameters`` the store's model's (known for packaged models) unless given; a reward model
+    on another server (``pooling-prm``) has a size of its own, so its rows have no FLOPs.
     """
     settings = store.settings()
+    parameters = parameters or known_parameters(str(settings.get("model", "")))
     records = list(records) if records is not None else store.records()
     per_question: list[dict[str, Any]] = []
     incomplete: list[str] = []
@@ -289,6 +303,9 @@ def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None =
                                          "accuracy": float(run["correct"]), "calls": float(run["calls"]),
                                          "tokens": float(run["prompt_tokens"] + run["completion_tokens"]),
                                          "method": "direct"})  # fmt: skip
+    if parameters is not None and not (plan.scorer is not None and plan.scorer.name == "pooling-prm"):
+        for row in per_question:
+            row["flops"] = flops(parameters, row["tokens"])
     return Results(
         dataset=str(settings.get("dataset", "")),
         model=str(settings.get("model", "")),
@@ -298,6 +315,7 @@ def results(store: EvalStore, plan: EvalPlan, records: Sequence[Record] | None =
         incomplete=incomplete,
         pools=pools,
         answer_format=settings.get("answer_format"),
+        parameters=parameters,
     )
 
 
@@ -331,6 +349,7 @@ def _table(per_question: list[dict[str, Any]], plan: EvalPlan) -> list[dict[str,
             "accuracy": float(mean[0]), "accuracy_low": float(low[0]), "accuracy_high": float(high[0]),
             "calls": float(np.mean([r["calls"] for r in rows])), "tokens": float(np.mean([r["tokens"] for r in rows])),
             "method": rows[0]["method"],
+            **({"flops": float(np.mean([r["flops"] for r in rows]))} if all("flops" in r for r in rows) else {}),
         })  # fmt: skip
     return table
 

@@ -147,3 +147,57 @@ async def test_a_killed_build_loses_nothing_and_resumes(tmp_path: Path, fake: Fa
         for q in pool.questions():
             assert len(q.answers) == 4  # indices 0..3, no gap and no duplicate
     assert [q["qid"] for q in graded_arithmetic(10, levels=["1+1", "2+2"], seed=1)] == Pool(path).qids()
+
+
+# -- held-out difficulty ----------------------------------------------------------------------
+
+
+def test_cross_fitting_classifies_on_one_fold_and_measures_on_the_other() -> None:
+    from graphs.lab.analysis import analyze_pool
+
+    # q1: folds [4, 5] (a tie) and [4, 4] (easy); q2: folds [5, 4] (a tie) and [5, 5] (hard)
+    q1 = QuestionPool("q1", "?", "4", {}, ["4", "4", "5", "4"], [None] * 4)
+    q2 = QuestionPool("q2", "?", "4", {}, ["5", "5", "4", "5"], [None] * 4)
+    inside = analyze_pool([q1, q2], difficulty="in-sample", fit_upto=3, resamples=50)
+    assert inside.bands["Vote (easy)"][0].tolist()[-1] == 1.0  # circular: the easy item's own samples
+    assert inside.bands["Vote (hard)"][0].tolist()[-1] == 0.0
+    held = analyze_pool([q1, q2], difficulty="cross-fit", fit_upto=1, resamples=50)
+    # q1 is easy by its second fold, so its first fold ([4, 5]) is measured: Vote@1 = Vote@2 = 1/2
+    assert held.bands["Vote (easy)"][0] == pytest.approx([0.5, 0.5], abs=1e-12)
+    assert held.bands["Vote (hard)"][0] == pytest.approx([0.5, 0.5], abs=1e-12)
+    assert (held.n_easy, held.n_hard, held.n_tie) == (0.5, 0.5, 1.0)
+    assert held.x("Vote (easy)").tolist() == [1, 2] and held.x("Vote").tolist() == [1, 2, 3, 4]
+    assert len(held.laws) == 4 and held.law_ks.tolist() == [1, 2]
+    assert [r["class (folds 1/2)"] for r in held.rows] == ["tie/easy", "tie/hard"]
+
+
+def test_cross_fitted_classes_of_identical_items_do_not_separate() -> None:
+    """Every item has the same answer distribution (the right answer 45%, one wrong answer 55%):
+    in-sample, sampling noise alone makes some items "easy" with Vote@M = 1 and the rest "hard"
+    with 0; cross-fitted, both classes measure what a vote of M/2 fresh samples does (0.41 at M/2 = 4)."""
+    from graphs.lab.analysis import analyze_pool
+    from graphs.lab.scaling import binary_vote_accuracy
+
+    rng = np.random.default_rng(7)
+    m = 8
+    questions = [
+        QuestionPool(f"q{i}", "?", "4", {}, ["4" if r < 0.45 else "5" for r in rng.random(m)], [None] * m)
+        for i in range(300)
+    ]
+    inside = analyze_pool(questions, difficulty="in-sample", fit_laws=False, resamples=200)
+    assert inside.bands["Vote (easy)"][0][-1] == 1.0 and inside.bands["Vote (hard)"][0][-1] == 0.0
+    held = analyze_pool(questions, difficulty="cross-fit", fit_laws=False, resamples=200)
+    truth = binary_vote_accuracy(0.45, m // 2)
+    easy, hard = held.bands["Vote (easy)"][0][-1], held.bands["Vote (hard)"][0][-1]
+    assert abs(easy - truth) < 0.1 and abs(hard - truth) < 0.1, (easy, hard, truth)
+    assert abs(easy - hard) < 0.15
+
+
+def test_bootstrap_ratio_band_is_the_pooled_mean_over_members() -> None:
+    from graphs.lab.pool import bootstrap_ratio_band
+
+    values = np.array([[1.0], [0.0], [1.5]])  # question 3 has two members, with curves 1.0 and 0.5
+    weights = np.array([1.0, 0.0, 2.0])
+    mean, low, high = bootstrap_ratio_band(values, weights, resamples=300)
+    assert mean.tolist() == [2.5 / 3]
+    assert low[0] <= mean[0] <= high[0]

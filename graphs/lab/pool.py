@@ -8,6 +8,7 @@ bands over questions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 from graphs.lab.scaling import pass_at_k, subset_filter_vote_accuracy, subset_vote_accuracy
 from nodes.answers import equivalent, group_answers
 
-__all__ = ["PoolCurves", "QuestionPool", "bootstrap_band", "pool_curves"]
+__all__ = ["PoolCurves", "QuestionPool", "bootstrap_band", "bootstrap_ratio_band", "pool_curves"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,19 @@ class QuestionPool:
         counts = {g.answer: len(g.members) for g in groups}
         correct = next((g.answer for g in groups if equivalent(g.answer, self.correct)), None)
         return counts, sum(a is None for a in answers), correct
+
+    def part(self, index: int, parts: int = 2) -> QuestionPool:
+        """The samples whose position is ``index`` modulo ``parts`` (a fold of the pool, for held-out
+        estimates: the samples are exchangeable, and interleaving keeps the folds alike).
+
+        Example:
+            >>> q = QuestionPool("q", "?", "4", {}, ["4", "5", "4", None], [None] * 4)
+            >>> q.part(0).answers, q.part(1).answers
+            (['4', '4'], ['5', None])
+        """
+        if not 0 <= index < parts:
+            raise ValueError(f"part {index} of {parts}")
+        return dataclasses.replace(self, answers=self.answers[index::parts], verdicts=self.verdicts[index::parts])
 
     def distribution(self) -> dict[str | None, float]:
         """The empirical answer distribution (``None``: no stated answer)."""
@@ -145,3 +159,23 @@ def bootstrap_band(
     means = rows[picks].mean(axis=1)
     alpha = (1 - level) / 2
     return rows.mean(axis=0), np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)
+
+
+def bootstrap_ratio_band(
+    values: np.ndarray, weights: np.ndarray, *, resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``Σ values / Σ weights`` over questions (rows), with a percentile bootstrap band resampling questions.
+
+    For a mean over a class whose members are (question, fold) pairs: row ``i`` of ``values`` sums
+    question ``i``'s curves over its folds in the class, ``weights[i]`` counts them. A resample
+    with no member in the class is left out of the band.
+    """
+    rng = np.random.default_rng(seed)
+    n = values.shape[0]
+    picks = rng.integers(0, n, size=(resamples, n))
+    totals, counts = values[picks].sum(axis=1), weights[picks].sum(axis=1)
+    ok = counts > 0
+    means = totals[ok] / counts[ok][:, None]
+    alpha = (1 - level) / 2
+    mean = values.sum(axis=0) / weights.sum()
+    return mean, np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)

@@ -399,3 +399,20 @@ async def test_flops_are_two_x_parameters_x_tokens_and_match_a_direct_runs_ledge
     assert "accuracy_vs_flops.png" in paths
     assert (tmp_path / "results.csv").read_text().splitlines()[0].endswith(",method,flops")
     assert "TFLOPs" in format_table(res) and "?" not in format_table(res).splitlines()[2]
+
+
+async def test_the_probe_samples_are_drawn_beyond_the_pool_and_held_out(fake: FakeServer) -> None:
+    questions = arithmetic(1)
+    store = EvalStore(":memory:")
+    plan = EvalPlan(("vote", "filter-vote"), (1, 3), probe=2)
+    await evaluate(store, questions, plan, fake.context(answer_format="number"))
+    assert pending(store, questions, plan) == 0
+    for record in questions.records:
+        assert store.sample_count(record.qid) == 5
+        assert sorted(store.judged(record.qid, FILTER_SCORER)) == [0, 1, 2]  # the probe's samples are never judged
+    res = results(store, plan)
+    assert res.per_question == results(store, EvalPlan(("vote", "filter-vote"), (1, 3))).per_question
+    qid = questions.records[0].qid
+    assert res.probes[qid] == [s["answer"] for s in store.samples(qid)[3:5]]
+    with pytest.raises(ConfigError, match="non-negative"):
+        EvalPlan(("vote",), (1,), probe=-1)

@@ -61,8 +61,38 @@ def test_difficulty_probes() -> None:
     res = synthetic(2, 2)
     assert list(difficulty(res, res.questions, "agreement", 4)) == [0.0, 0.0, 0.75, 0.75]
     assert list(difficulty(res, res.questions, "oracle")) == [0.0, 0.0, 0.75, 0.75]
-    with pytest.raises(ConfigError, match="pool of at least 16"):
+    with pytest.raises(ConfigError, match="needs 16 pool samples"):
         difficulty(res, res.questions, "agreement", 16)
+
+
+def test_a_held_out_probe_reads_its_own_samples_not_the_pool() -> None:
+    res = synthetic(2, 2)
+    assert not select_compute_optimal(res, probe_size=4, bins=2).held_out
+    # held out: the easy questions' probes happen to disagree, the hard ones' to agree on the right answer
+    res.probes = {q: (["7", "8", "9", "6"] if q.startswith("easy") else ["7"] * 4) for q in res.questions}
+    assert list(difficulty(res, res.questions, "agreement", 4)) == [0.75, 0.75, 0.0, 0.0]
+    assert list(difficulty(res, res.questions, "oracle", 4)) == [0.75, 0.75, 0.0, 0.0]
+    with pytest.raises(ConfigError, match="needs 5 held-out probe samples, there are 4"):
+        difficulty(res, res.questions, "agreement", 5)
+    assert select_compute_optimal(res, probe_size=4, bins=2).held_out
+
+
+def test_results_by_difficulty_bin() -> None:
+    from graphs.evaluation.selection import by_difficulty
+
+    res = synthetic(3, 2)
+    res.probes = {q: (["7"] * 4 if q.startswith("easy") else ["7", "8", "9", None]) for q in res.questions}
+    for r in res.per_question:
+        r["flops"] = 2.0 * r["tokens"]
+    rows = by_difficulty(res, probe_size=4, bins=2)
+    got = {(r["bin"], r["strategy"], r["budget"]): r for r in rows}
+    assert {b for b, _, _ in got} == {0, 1}
+    assert got[(0, "vote", 8)]["questions"] == 3 and got[(1, "vote", 8)]["questions"] == 2
+    assert got[(0, "vote", 8)]["accuracy"] == pytest.approx(1.0)
+    assert got[(1, "vote", 8)]["accuracy"] == pytest.approx(0.2)
+    assert got[(1, "vote", 1)]["accuracy"] == pytest.approx(0.5) and got[(1, "vote", 1)]["flops"] == 20.0
+    assert got[(0, "vote", 1)]["difficulty_high"] == 0.0 and got[(1, "vote", 1)]["difficulty_low"] == 0.75
+    assert all(r["held_out"] for r in rows)
 
 
 def test_compute_optimal_beats_the_best_fixed_strategy_at_equal_tokens() -> None:
@@ -173,3 +203,24 @@ async def test_the_probe_respects_max_n_and_refuses_missing_samples() -> None:
 
     with pytest.raises(BadModelOutput, match="asked for 4 samples and got 1"):
         await graph.ainvoke({"question": "What is 12 * 3?"}, context=OneReply(reply=probe_reply).context())
+
+
+async def test_a_policy_fitted_on_a_held_out_probe_probes_past_the_strategys_seeds() -> None:
+    res = synthetic(2, 2)
+    res.probes = {q: (["7"] * 4 if q.startswith("easy") else ["7", "8", "9", None]) for q in res.questions}
+    policy = select_compute_optimal(res, probe_size=4, bins=2).policies["80.0"]
+    assert policy.probe_seed_offset == 8  # the pools hold 8 scored samples; the probe's came after them
+    assert Policy.from_json(policy.to_json()).probe_seed_offset == 8
+    assert (
+        Policy.from_dict(
+            {"probe": "agreement", "probe_size": 2, "edges": [], "routes": [{"strategy": "vote", "budget": 1}]}
+        ).probe_seed_offset
+        == 0
+    )  # a policy file from before
+    fake = FakeServer(reply=probe_reply)
+    graph = build_router_graph(Policy("agreement", 4, [0.3], [Route("vote", 1), Route("vote", 3)],
+                                      probe_seed_offset=8)).compile()  # fmt: skip
+    out = await graph.ainvoke({"question": "What is 12 * 3?"}, context=fake.context(answer_format="number", seed=5))
+    probe, routed = fake.requests[0], fake.requests[1]
+    assert (probe["n"], probe["seed"]) == (4, 13) and routed["seed"] == 5
+    assert out["probe"]["route"] == "vote@3"

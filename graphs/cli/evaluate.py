@@ -29,7 +29,15 @@ from graphs.evaluation import (
     write_outputs,
 )
 from graphs.evaluation.datasets import Dataset, load
-from graphs.evaluation.selection import Selection, format_selection, plot_selection, select_compute_optimal
+from graphs.evaluation.selection import (
+    Selection,
+    by_difficulty,
+    format_by_difficulty,
+    format_selection,
+    plot_selection,
+    select_compute_optimal,
+    write_by_difficulty,
+)
 from graphs.registry import strategies
 from nodes.endpoint import LLM
 from nodes.errors import ConfigError
@@ -83,6 +91,7 @@ def _eval_plan(args: argparse.Namespace) -> EvalPlan:
         options={s: strategy_options(args, s) for s in args.strategies if method_of(s) not in ORACLES_AND_SHARED},
         subsets=args.subsets,
         logprobs=args.logprobs,
+        probe=0 if args.dataset == "humaneval" else args.probe_size,  # code has no answers to agree on
     )
 
 
@@ -126,6 +135,13 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results, 
         (out / "policies.json").write_text(json.dumps(report["selection"]["policies"], indent=2))
         if "accuracy_vs_calls.png" in paths:
             plot_selection(sel, out / "compute_optimal.png")
+    try:
+        rows = by_difficulty(res, probe=args.probe, probe_size=args.probe_size, bins=args.bins)
+    except ConfigError as exc:
+        report["by_difficulty"] = {"skipped": str(exc)}
+    else:
+        report["by_difficulty"] = rows
+        write_by_difficulty(rows, out, title=f"{res.dataset}, {res.model}")
     report["files"] = sorted(p.name for p in out.iterdir() if p.is_file())
     return report, res, sel
 
@@ -137,5 +153,7 @@ def format_eval(report: dict[str, Any], res: Results, sel: Selection | None) -> 
         lines.append(f"compute-optimal selection skipped: {report['selection']['skipped']}")
     else:
         lines.append(format_selection(sel))
+    if isinstance(report.get("by_difficulty"), list):
+        lines += ["", format_by_difficulty(report["by_difficulty"])]
     lines.append(f"written to {report['out']}/: {', '.join(report['files'])}")
     return "\n".join(lines)

@@ -109,6 +109,9 @@ class EvalPlan:
             that many are drawn with a fixed seed.
         logprobs: top logprobs a pool sample asks for, kept as its token confidences (None: 20
             when a pooled method weighs confidence, else 0); see :attr:`top_logprobs`.
+        probe: samples per question drawn beyond the largest budget for the difficulty probe
+            (:mod:`graphs.evaluation.selection`). They are held out: never judged, never in a pooled
+            result, so a question's difficulty bin is not read from the samples it is scored on.
     """
 
     strategies: tuple[str, ...]
@@ -118,6 +121,7 @@ class EvalPlan:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     subsets: int = 2000
     logprobs: int | None = None
+    probe: int = 0
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -137,6 +141,8 @@ class EvalPlan:
             raise ConfigError("best-of-n and weighted-best-of-n need a scorer")
         if self.subsets < 1:
             raise ConfigError("subsets must be positive")
+        if isinstance(self.probe, bool) or not isinstance(self.probe, int) or self.probe < 0:
+            raise ConfigError(f"probe samples must be a non-negative integer, got {self.probe!r}")
         if self.logprobs is not None and not 0 <= self.logprobs <= 20:
             raise ConfigError(f"logprobs is between 0 and 20, got {self.logprobs}")
         if self.logprobs == 0 and any(method_of(s) in CONFIDENCE_METHODS for s in self.strategies):
@@ -152,7 +158,13 @@ class EvalPlan:
 
     @property
     def pool_size(self) -> int:
-        """Samples per question in the pool: the largest budget (0 without pooled strategies)."""
+        """Samples per question in the pool: the largest budget and the held-out probe (0 without
+        pooled strategies)."""
+        return max(self.budgets) + self.probe if self.pooled else 0
+
+    @property
+    def scored_size(self) -> int:
+        """Samples per question the pooled results are computed from (and judged): the largest budget."""
         return max(self.budgets) if self.pooled else 0
 
     def for_store(self, store: EvalStore) -> EvalPlan:
@@ -219,10 +231,11 @@ def store_settings(dataset: Dataset, model: str, sampling: Any) -> dict[str, Any
 
 def pending(store: EvalStore, dataset: Dataset, plan: EvalPlan) -> int:
     """How many (question, stage) tasks of ``plan`` the store does not hold yet."""
-    m, scorers, left = plan.pool_size, plan.scorers(), 0
+    m, scored, scorers, left = plan.pool_size, plan.scored_size, plan.scorers(), 0
     for r in dataset.records:
         if m and (
-            store.sample_count(r.qid) < m or any(len([i for i in store.judged(r.qid, s) if i < m]) < m for s in scorers)
+            store.sample_count(r.qid) < m
+            or any(len([i for i in store.judged(r.qid, s) if i < scored]) < scored for s in scorers)
         ):
             left += 1
         left += sum(

@@ -8,7 +8,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,9 +49,10 @@ class Results:
     per_question: list[dict[str, Any]]
     table: list[dict[str, Any]]
     incomplete: list[str]  # questions left out of the pooled results (fewer samples than the pool size)
-    pools: dict[str, QuestionPool]
+    pools: dict[str, QuestionPool]  # the samples pooled results are computed from
     answer_format: str | None = None
     parameters: int | None = None  # the model's weights: FLOPs = 2 × parameters × tokens (None: unknown)
+    probes: dict[str, list[str | None]] = field(default_factory=dict)  # held-out probe samples' answers
 
     def matrix(self, key: str = "accuracy") -> tuple[list[tuple[str, int]], np.ndarray]:
         """``(configurations, values)`` with one row per question that has every configuration."""
@@ -212,18 +213,22 @@ def results(
     per_question: list[dict[str, Any]] = []
     incomplete: list[str] = []
     pools: dict[str, QuestionPool] = {}
-    m = plan.pool_size
+    probes: dict[str, list[str | None]] = {}
+    m = plan.scored_size
     ks = sorted(b for b in plan.budgets if b <= m)
     scorers = plan.scorers()
     for record in records if m else []:
         code = "tests" in record.info
-        samples = store.samples(record.qid)[:m]
+        drawn = store.samples(record.qid)[: plan.pool_size]
+        samples = drawn[:m]
         judgements = {name: [j for j in store.judgements(record.qid, name) if j["index"] < m] for name in scorers}
-        if [x["index"] for x in samples] != list(range(m)) or any(
+        if [x["index"] for x in drawn] != list(range(plan.pool_size)) or any(
             [j["index"] for j in js] != list(range(m)) for js in judgements.values()
         ):
             incomplete.append(record.qid)
             continue
+        if plan.probe:
+            probes[record.qid] = [s["answer"] for s in drawn[m:]]
         # code has no answer to vote on: each sample is its own answer, right when it passed its tests
         answers = [f"#{s['index']}" if code else s["answer"] for s in samples]
         verdicts: list[str | None] = [j["label"] or "error" for j in judgements.get(FILTER_SCORER, [])] or [None] * m
@@ -316,6 +321,7 @@ def results(
         pools=pools,
         answer_format=settings.get("answer_format"),
         parameters=parameters,
+        probes=probes,
     )
 
 

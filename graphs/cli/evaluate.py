@@ -92,6 +92,7 @@ def _eval_plan(args: argparse.Namespace) -> EvalPlan:
         subsets=args.subsets,
         logprobs=args.logprobs,
         probe=0 if args.dataset == "humaneval" else args.probe_size,  # code has no answers to agree on
+        direct_budgets=tuple(args.direct_budgets or ()),
     )
 
 
@@ -124,7 +125,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Results, 
                               "incomplete": res.incomplete, "results": res.table, "out": str(out)}  # fmt: skip
     sel: Selection | None = None
     try:
-        options = {f"{s}@{b}": options_key(plan.run_options(s, b)) for s in plan.strategies for b in plan.budgets}
+        options = {f"{s}@{b}": options_key(plan.run_options(s, b)) for s in plan.strategies for b in plan.budgets_of(s)}
         sel = select_compute_optimal(res, probe=args.probe, probe_size=args.probe_size, bins=args.bins,
                                      folds=args.folds, seed=args.question_seed, options=options)  # fmt: skip
     except ConfigError as exc:

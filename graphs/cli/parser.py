@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"comma-separated, from {', '.join(known())} (default vote,filter-vote)")  # fmt: skip
     ev.add_argument("--budgets", type=_budgets, default=[1, 2, 4, 8],
                     help="comma-separated samples per question, k or n of each strategy (default 1,2,4,8)")  # fmt: skip
+    ev.add_argument("--direct-budgets", type=_budgets, metavar="BUDGETS",
+                    help="budgets of the strategies run as graphs (searches, revision, mix), each a run per "
+                         "question (default: --budgets)")  # fmt: skip
     ev.add_argument("--out", "-o", help="output folder: store.sqlite, results, plots (default ttc-eval/DATASET)")
     _strategy_args(ev)
     ev.add_argument("--format", dest="answer_format", choices=["auto", "number", "math", "choice"],

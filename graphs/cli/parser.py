@@ -128,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(ev)
     ev.add_argument("--concurrency", type=positive, default=4, help="questions in flight at once (default 4)")
     ev.add_argument("--probe", choices=["agreement", "oracle"], default="agreement",
-                    help="compute-optimal: difficulty from the first samples' agreement, or oracle pass@1")  # fmt: skip
-    ev.add_argument("--probe-size", type=positive, default=4, help="compute-optimal: samples the probe reads")
+                    help="difficulty (compute-optimal selection, by_difficulty.csv): the probe samples' agreement, or "
+                         "the share of them that is right (oracle)")  # fmt: skip
+    ev.add_argument("--probe-size", type=positive, default=4,
+                    help="held-out samples per question drawn beyond the largest budget for the difficulty probe "
+                         "(default 4)")  # fmt: skip
     ev.add_argument("--bins", type=positive, default=3, help="compute-optimal: difficulty bins (default 3)")
     ev.add_argument("--folds", type=positive, default=2, help="compute-optimal: cross-validation folds (default 2)")
     ev.add_argument("--logprobs", type=int, default=None, metavar="K",

@@ -21,11 +21,11 @@ def write_outputs(res: Results, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results.csv": out / "results.csv", "results.json": out / "results.json",
              "per_question.csv": out / "per_question.csv"}  # fmt: skip
-    flops = bool(res.table) and all("flops" in r for r in res.table)
+    flops = bool(res.table) and any("flops" in r for r in res.table)  # a row without: its FLOPs are unknown
     columns = ["strategy", "budget", "questions", "accuracy", "accuracy_low", "accuracy_high", "calls", "tokens",
                "method", *(["flops"] if flops else [])]  # fmt: skip
     with paths["results.csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(res.table)
     with paths["per_question.csv"].open("w", newline="") as f:
@@ -61,7 +61,9 @@ def plot_results(res: Results, axis: str, label: str, path: Path) -> Path:
     xs: dict[str, np.ndarray] = {}
     series: dict[str, Any] = {}
     for strategy in dict.fromkeys(r["strategy"] for r in res.table):
-        rows = [r for r in res.table if r["strategy"] == strategy]
+        rows = [r for r in res.table if r["strategy"] == strategy and axis in r]  # FLOPs may be unknown for some
+        if not rows:
+            continue
         xs[strategy] = np.array([r[axis] for r in rows])
         series[strategy] = tuple(np.array([r[key] for r in rows]) for key in ("accuracy", "accuracy_low",
                                                                              "accuracy_high"))  # fmt: skip

@@ -21,7 +21,7 @@ from graphs.lab.pool import QuestionPool, bootstrap_band, pool_curves
 from graphs.lab.scaling import pass_at_k
 from graphs.strategies.adaptive_vote import make_rule
 from nodes.answers import equivalent, group_answers
-from nodes.budget import flops
+from nodes.budget import flops, ledger_totals
 from nodes.confidence import ConfidenceMeasure, keep_most_confident, trace_confidence
 from nodes.endpoint import known_parameters
 from nodes.errors import ConfigError
@@ -204,8 +204,14 @@ def results(
     Pooled costs are expectations over subsets: a budget ``k`` costs its share of the proposal
     requests (prompt tokens per request × ``ceil(k / max_n)`` requests, plus ``k`` samples'
     completion tokens) plus ``k`` samples' judgements. FLOPs are ``2 × parameters × tokens``, with
-    ``parameters`` the store's model's (known for packaged models) unless given; a reward model
-    on another server (``pooling-prm``) has a size of its own, so its rows have no FLOPs.
+    ``parameters`` the store's model's (known for packaged models) unless given; a direct run's
+    are its own ledger's when it counted them. A reward model on another server (``pooling-prm``)
+    has a size of its own, so the rows that use it have no FLOPs (unknown, not guessed).
+
+    A question counts when its pool holds the samples and judgements the budgets need; its
+    held-out probe answers (``probes``) are there when the ``plan.probe`` samples beyond them
+    are too (a store drawn without them has none: :func:`graphs.evaluation.selection.difficulty`
+    then says so).
     """
     settings = store.settings()
     parameters = parameters or known_parameters(str(settings.get("model", "")))
@@ -222,12 +228,12 @@ def results(
         drawn = store.samples(record.qid)[: plan.pool_size]
         samples = drawn[:m]
         judgements = {name: [j for j in store.judgements(record.qid, name) if j["index"] < m] for name in scorers}
-        if [x["index"] for x in drawn] != list(range(plan.pool_size)) or any(
+        if [x["index"] for x in samples] != list(range(m)) or any(
             [j["index"] for j in js] != list(range(m)) for js in judgements.values()
         ):
             incomplete.append(record.qid)
             continue
-        if plan.probe:
+        if plan.probe and [x["index"] for x in drawn] == list(range(plan.pool_size)):  # else: no held-out probe
             probes[record.qid] = [s["answer"] for s in drawn[m:]]
         # code has no answer to vote on: each sample is its own answer, right when it passed its tests
         answers = [f"#{s['index']}" if code else s["answer"] for s in samples]
@@ -297,20 +303,28 @@ def results(
                 if judged:
                     calls = k * (1 + judge_calls[judged])
                     tokens += k * judge_tokens[judged]
-                per_question.append({"qid": record.qid, "strategy": strategy, "budget": k, "accuracy": accuracy,
-                                     "calls": calls, "tokens": tokens, "method": "pool"})  # fmt: skip
+                row = {"qid": record.qid, "strategy": strategy, "budget": k, "accuracy": accuracy, "calls": calls,
+                       "tokens": tokens, "method": "pool"}  # fmt: skip
+                # a reward model on another server has a size of its own: its tokens' FLOPs are unknown
+                if parameters is not None and not (judged and judged != FILTER_SCORER and _remote(plan.scorer)):
+                    row["flops"] = flops(parameters, tokens)
+                per_question.append(row)
     wanted = {r.qid for r in records}
     for strategy in plan.direct:
         for budget in plan.budgets_of(strategy):
-            for run in store.runs(strategy, budget, options_key(plan.run_options(strategy, budget))):
+            options = plan.run_options(strategy, budget)
+            for run in store.runs(strategy, budget, options_key(options), outputs=True):
                 if run["qid"] in wanted:
-                    per_question.append({"qid": run["qid"], "strategy": strategy, "budget": budget,
-                                         "accuracy": float(run["correct"]), "calls": float(run["calls"]),
-                                         "tokens": float(run["prompt_tokens"] + run["completion_tokens"]),
-                                         "method": "direct"})  # fmt: skip
-    if parameters is not None and not (plan.scorer is not None and plan.scorer.name == "pooling-prm"):
-        for row in per_question:
-            row["flops"] = flops(parameters, row["tokens"])
+                    tokens = float(run["prompt_tokens"] + run["completion_tokens"])
+                    row = {"qid": run["qid"], "strategy": strategy, "budget": budget,
+                           "accuracy": float(run["correct"]), "calls": float(run["calls"]), "tokens": tokens,
+                           "method": "direct"}  # fmt: skip
+                    counted = ledger_totals((run["output"] or {}).get("ledger")).get("flops")
+                    if counted is not None:  # the run's own ledger, model by model
+                        row["flops"] = float(counted)
+                    elif parameters is not None and not _remote(options.get("scorer")):
+                        row["flops"] = flops(parameters, tokens)
+                    per_question.append(row)
     return Results(
         dataset=str(settings.get("dataset", "")),
         model=str(settings.get("model", "")),
@@ -323,6 +337,11 @@ def results(
         parameters=parameters,
         probes=probes,
     )
+
+
+def _remote(scorer: object) -> bool:
+    """Whether a scorer is a reward model on a server of its own (its size is not the policy's)."""
+    return getattr(scorer, "name", None) == "pooling-prm"
 
 
 def _answer_tokens(

@@ -82,8 +82,10 @@ def difficulty(res: Results, qids: Sequence[str], probe: Probe = "agreement", si
         pool = res.pools.get(qid)
         if pool is None:
             raise ConfigError(f"question {qid!r} has no sample pool: the probe needs a pooled strategy (e.g. vote)")
-        answers = res.probes.get(qid) if res.probes else pool.answers
-        assert answers is not None
+        if res.probes and qid not in res.probes:
+            raise ConfigError(f"question {qid!r} has no held-out probe samples (a store drawn before them): "
+                              "run ttc eval again to draw them")  # fmt: skip
+        answers = res.probes[qid] if res.probes else pool.answers
         if size > len(answers):
             where = "held-out probe samples" if res.probes else "pool samples (largest budget)"
             raise ConfigError(f"a probe of {size} samples needs {size} {where}, there are {len(answers)}")
@@ -327,7 +329,10 @@ def select_compute_optimal(
     diff = difficulty(res, qids, probe, probe_size)
     budgets = sorted(set(token_budgets)) if token_budgets else sorted({round(float(t), 1) for t in tokens.mean(0)})
     fold = _folds(diff, folds, seed)
-    offset = max(p.size for p in res.pools.values()) if res.probes else 0  # the held-out probe's first sample
+    # the router's probe is seeded past every sample a routed strategy draws (the pool, and a direct run's budget)
+    offset = (
+        max([p.size for p in res.pools.values()] + [int(r["budget"]) for r in res.per_question]) if res.probes else 0
+    )
     names = [f"{s}@{b}" for s, b in configs]
     points = []
     everyone = np.arange(len(qids))

@@ -21,7 +21,8 @@ def test_curve_shape_tells_rising_falling_inverse_u_and_noise_apart() -> None:
     rng = np.random.default_rng(0)
     noisy = np.stack([rng.permutation([0.0, 1.0] * 15) for _ in ks], axis=1)
     flat = curve_shape(noisy, ks)
-    assert flat.shape == "flat (no significant rise or fall)" and flat.fall == 0.0 and flat.fall_low < 0 < flat.fall_high
+    assert flat.shape == "flat (no significant rise or fall)"
+    assert flat.fall == 0.0 and flat.fall_low < 0 < flat.fall_high
 
 
 def rows(model: str, flops_per_call: float, accuracy: dict[int, list[float]]) -> list[dict]:

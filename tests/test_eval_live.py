@@ -11,6 +11,7 @@ import pytest
 from graphs.cli import main
 from graphs.evaluation import EvalStore
 from nodes import Endpoint
+from nodes.endpoint import known_parameters
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = [
@@ -34,7 +35,8 @@ def test_ttc_eval_runs_resumes_and_fits_a_router(
 
     with EvalStore(out / "store.sqlite") as store:
         rows = store.dump()
-    assert len(rows["questions"]) == 4 and len(rows["samples"]) == 4 * 2 and len(rows["judgements"]) == 4 * 2
+    # 2 pooled samples and 2 held-out probe samples a question; only the pooled ones are judged
+    assert len(rows["questions"]) == 4 and len(rows["samples"]) == 4 * (2 + 2) and len(rows["judgements"]) == 4 * 2
     assert all(r[4] > 0 for r in rows["sample_usage"])  # prompt tokens, from the server's usage
     table = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert [(r["strategy"], r["budget"]) for r in table] == [
@@ -46,9 +48,11 @@ def test_ttc_eval_runs_resumes_and_fits_a_router(
         ("pass@k", "2"),
     ]
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 and float(r["tokens"]) > 0 for r in table)
-    assert {"accuracy_vs_calls.png", "accuracy_vs_tokens.png", "policies.json", "selection.json"} <= {
-        p.name for p in out.iterdir()
-    }
+    written = {p.name for p in out.iterdir()}
+    assert {"accuracy_vs_calls.png", "accuracy_vs_tokens.png", "policies.json", "selection.json",
+            "by_difficulty.csv"} <= written  # fmt: skip
+    assert ("accuracy_vs_flops.png" in written) == (known_parameters(live_endpoint.model) is not None)
+    assert "by difficulty (held-out probe" in printed.out
 
     # the same command again: everything is stored, so no call is made and the results are the same
     assert main([*argv, "--json"]) == 0
@@ -65,3 +69,5 @@ def test_ttc_eval_runs_resumes_and_fits_a_router(
     result = json.loads(capsys.readouterr().out)
     assert result["probe"]["route"].split("@")[0] in ("vote", "filter-vote")
     assert result["ledger"]["probe"]["calls"] == 2 and result["ledger"]["propose"]["calls"] >= 1
+    assert json.loads(policy.read_text())  # fitted on the held-out probe: the router probes past the pool's seeds
+    assert all(p["probe_seed_offset"] == 2 for p in json.loads(policy.read_text()).values())

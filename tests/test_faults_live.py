@@ -67,7 +67,7 @@ def test_an_eval_whose_vllm_is_killed_and_restarted_loses_and_duplicates_nothing
     command against the restarted server finishes every question with exactly its samples and judgements."""
     port = free_port()
     out = tmp_path / "eval"
-    plan = EvalPlan(("vote", "filter-vote"), (1, 4))
+    plan = EvalPlan(("vote", "filter-vote"), (1, 4), probe=4)  # as the command plans it: 4 held-out probe samples
     dataset = load("arithmetic", per_level=3, levels=["1+1", "2+2"])
     server = EmbeddedServer(LIVE_MODEL, port=port, dtype=LIVE_DTYPE).start()
     argv = [sys.executable, "-m", "graphs.cli", "eval", "--per-level", "3", "--levels", "1+1,2+2",
@@ -98,6 +98,6 @@ def test_an_eval_whose_vllm_is_killed_and_restarted_loses_and_duplicates_nothing
     with EvalStore(out / "store.sqlite") as store:
         assert pending(store, dataset, plan) == 0
         for record in dataset.records:
-            assert [s["index"] for s in store.samples(record.qid)] == [0, 1, 2, 3]
+            assert [s["index"] for s in store.samples(record.qid)] == list(range(8))  # 4 pooled, 4 for the probe
             assert [j["index"] for j in store.judgements(record.qid, FILTER_SCORER)] == [0, 1, 2, 3]
         assert results(store, plan, dataset.records).incomplete == []

@@ -12,6 +12,7 @@ and nothing below retries on its own, so retries never multiply.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import weakref
@@ -120,6 +121,7 @@ class Endpoint(BaseModel):
             raise ConfigError(_first_error(exc)) from None
 
 
+@functools.cache
 def known_parameters(model: str) -> int | None:
     """The number of weights of a packaged model, by its served name (None for any other model).
 

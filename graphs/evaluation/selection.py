@@ -438,25 +438,25 @@ def write_by_difficulty(rows: Sequence[dict[str, Any]], out: Path, *, title: str
         import matplotlib.pyplot as plt
     except ImportError:
         return paths
+    from graphs.lab.plots import plot_curves
+
     bins = sorted({r["bin"] for r in rows})
     axis = "flops" if rows and all("flops" in r for r in rows) else "tokens"
     fig, axes = plt.subplots(1, len(bins), figsize=(4.2 * len(bins), 3.8), dpi=110, sharey=True, squeeze=False)
     for ax, b in zip(axes[0], bins, strict=True):
         inside = [r for r in rows if r["bin"] == b]
+        xs: dict[str, list[float]] = {}
+        series: dict[str, Any] = {}
         for strategy in dict.fromkeys(r["strategy"] for r in inside):
             mine = sorted((r for r in inside if r["strategy"] == strategy), key=lambda r: r[axis])
-            xs = [r[axis] for r in mine]
-            (line,) = ax.plot(xs, [r["accuracy"] for r in mine], "o-", markersize=3, label=strategy)
-            ax.fill_between(xs, [r["accuracy_low"] for r in mine], [r["accuracy_high"] for r in mine],
-                            color=line.get_color(), alpha=0.15, linewidth=0)  # fmt: skip
+            xs[strategy] = [r[axis] for r in mine]
+            series[strategy] = tuple(
+                np.array([r[k] for r in mine]) for k in ("accuracy", "accuracy_low", "accuracy_high")
+            )
         first = inside[0]
-        ax.set_title(f"bin {b}: difficulty {first['difficulty_low']:.2f}-{first['difficulty_high']:.2f} "
-                     f"({first['questions']} q)", fontsize=9)  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_xlabel("FLOPs per question" if axis == "flops" else "tokens per question")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][-1].legend(fontsize=7)
+        plot_curves(xs, series, xlabel="FLOPs per question" if axis == "flops" else "tokens per question", ax=ax,
+                    title=f"bin {b}: difficulty {first['difficulty_low']:.2f}-{first['difficulty_high']:.2f} "
+                          f"({first['questions']} q)")  # fmt: skip
     held = "held-out probe" if rows and rows[0]["held_out"] else "probe inside the pool"
     fig.suptitle(f"{title}: accuracy by difficulty bin ({held}, 95% bands)", fontsize=10)
     fig.tight_layout()
